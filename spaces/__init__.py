@@ -10,3 +10,5 @@ __all__ = [
     "Arch", "ArchError", "HeadSpec", "LayerSpec", "load_arch", "save_arch",
     "build_model", "condense_model", "BACKBONES", "get_backbone",
 ]
+from .space import Space, SpaceError, Family  # noqa: E402  (search spaces, issue 4)
+from .catalog import SPACES, get_space, register_space  # noqa: E402

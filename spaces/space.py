@@ -1,0 +1,588 @@
+"""The ``Space`` base: a backbone whose searched layers each choose among op families.
+
+A space is data, in the spirit of NNI's ``nni/mutable`` (a space can validate a sample and
+name the bad choice) without its machinery: Optuna runs the trials.
+
+Vocabulary
+----------
+- ``LayerShape``: what a layer's choices may depend on (channels, stride, feature map, the
+  backbone's kernel), and nothing else: choices are computed from the shape, never found by
+  trial and error.
+- ``LayerOp``: one concrete layer (op name, kernel size, op params), i.e. what goes into a
+  ``LayerSpec``.
+- ``Option``: a ``LayerOp`` plus the ordered ``choice`` pairs that select it, e.g.
+  ``(("kernel_size", 3), ("groups", 4), ("shuffle", True))``.
+- ``Family`` (the extension point): ``options(shape) -> list[Option]`` for one op family, and
+  ``baselines() -> {name: rule}`` where a rule maps a ``LayerShape`` to the ``LayerOp`` that the
+  hand-designed net uses there (or ``None`` when it cannot).
+
+How a space turns options into Optuna parameters
+------------------------------------------------
+Per layer, the options of all families (in a space with several families each choice is
+prefixed by ``("op", family.name)``; with a searched width multiplier by ``("width", w)``) form
+a tree, one choice key per level. A level with one value is fixed (not suggested); otherwise it
+is ``trial.suggest_categorical(name, values)``. So the parameters are define-by-run: in
+``mixed`` only the chosen family's keys are suggested. Names are ``layer{i}.{key}``
+(``layer3.groups``, ``layer3.igc_L``, ``layer3.op``); the global width is ``width``. Optuna needs
+one fixed choice list per name, so when a key's values depend on an earlier choice, the most
+common list keeps the plain name and each other list gets the shortest qualifier that tells it
+apart: ``layer3.bottleneck_g|bottleneck_r=2``, ``layer0.groups|width=1.5``.
+
+Distinct options of a layer build distinct ``LayerSpec`` s: families emit canonical forms
+(``groups=1`` is ``conv``; a shuffle only where it moves channels; HetConv ``P=1`` is ``conv``;
+a 3x3 "stacked" into one 3x3 is ``conv``; IGC with ``L = C_in = C_out``, ``M = 1`` is
+``dwsep``), and a space keeps the first of options that build the same layer. So ``size``
+(sum over widths of the product over layers of the option counts) is the number of distinct
+``Arch`` es. Functional equivalences between different modules are not merged (e.g. a
+shuffle right before global pooling); the family modules document theirs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+
+from .arch import Arch, LayerSpec
+from .backbones import get_backbone
+from .ops.registry import OpConfigError, validate_op
+
+__all__ = [
+    "ChoiceValue", "LayerShape", "LayerOp", "Option", "Family", "BaselineRule", "Space", "SpaceError",
+    "divisors", "common_divisors", "check_kernels", "check_widths", "layer_label", "register_label",
+]
+
+ChoiceValue = int | float | bool | str
+BaselineRule = Callable[["LayerShape"], "LayerOp | None"]
+
+
+class SpaceError(ValueError):
+    """Bad space options or parameters that do not belong to a space; the message names them."""
+
+
+# -- shape arithmetic shared by the families ------------------------------------------------
+def divisors(n: int) -> list[int]:
+    """The positive divisors of ``n``, ascending."""
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def common_divisors(a: int, b: int) -> list[int]:
+    """The positive integers that divide both ``a`` and ``b`` (the divisors of gcd(a, b))."""
+    return divisors(math.gcd(a, b))
+
+
+def check_kernels(kernels: Any, field_name: str = "kernels") -> tuple[int, ...]:
+    """A non-empty tuple of distinct odd kernel sizes >= 3, or ``SpaceError``."""
+    if isinstance(kernels, int) and not isinstance(kernels, bool):
+        kernels = (kernels,)
+    if not isinstance(kernels, (tuple, list)) or not kernels:
+        raise SpaceError(f"option '{field_name}' must be a non-empty list of odd kernel sizes >= 3, got {kernels!r}")
+    for k in kernels:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 3 or k % 2 == 0:
+            raise SpaceError(f"option '{field_name}': {k!r} is not an odd kernel size >= 3 (e.g. 3, 5, 7)")
+    if len(set(kernels)) != len(kernels):
+        raise SpaceError(f"option '{field_name}' lists a kernel size twice: {list(kernels)}")
+    return tuple(kernels)
+
+
+def check_widths(widths: Any) -> tuple[float, ...]:
+    """A non-empty tuple of distinct positive width multipliers, or ``SpaceError``."""
+    if isinstance(widths, (int, float)) and not isinstance(widths, bool):
+        widths = (widths,)
+    if not isinstance(widths, (tuple, list)) or not widths:
+        raise SpaceError(f"option 'widths' must be a non-empty list of positive multipliers, got {widths!r}")
+    out = []
+    for w in widths:
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
+            raise SpaceError(f"option 'widths': {w!r} is not a positive width multiplier (e.g. 1.0, 1.5, 2.0)")
+        out.append(float(w))
+    if len(set(out)) != len(out):
+        raise SpaceError(f"option 'widths' lists a multiplier twice: {out}")
+    return tuple(out)
+
+
+# -- the data a family works with --------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerShape:
+    """Everything a layer's choices may depend on. ``height``/``width`` are the input map's."""
+
+    index: int
+    in_channels: int
+    out_channels: int
+    stride: int
+    kernel_size: int
+    height: int
+    width: int
+    residual: bool = False
+
+
+@dataclass(frozen=True)
+class LayerOp:
+    """One concrete layer op: what a ``LayerSpec`` holds besides widths, stride, shortcut, pool."""
+
+    op: str
+    kernel_size: int
+    params: tuple[tuple[str, ChoiceValue], ...] = ()
+
+    @staticmethod
+    def of(op: str, kernel_size: int, **params: ChoiceValue) -> LayerOp:
+        return LayerOp(op, kernel_size, tuple(sorted(params.items())))
+
+    @staticmethod
+    def from_spec(spec: LayerSpec) -> LayerOp:
+        return LayerOp(spec.op, spec.kernel_size, tuple(spec.params))
+
+    def apply(self, template: LayerSpec) -> LayerSpec:
+        """``template`` (the backbone's layer) with this op, kernel and params."""
+        return template.replace(op=self.op, kernel_size=self.kernel_size, params=dict(self.params))
+
+
+@dataclass(frozen=True)
+class Option:
+    """A ``LayerOp`` and the ordered ``(key, value)`` choices that select it within its family."""
+
+    choice: tuple[tuple[str, ChoiceValue], ...]
+    layer: LayerOp
+
+    @staticmethod
+    def of(choice: Sequence[tuple[str, ChoiceValue]] | Mapping[str, ChoiceValue], op: str,
+           kernel_size: int, **params: ChoiceValue) -> Option:
+        """``Option.of({"kernel_size": 3, "groups": 4}, "group", 3, groups=4)``; dict order is kept."""
+        pairs = tuple(choice.items()) if isinstance(choice, Mapping) else tuple(choice)
+        return Option(pairs, LayerOp.of(op, kernel_size, **params))
+
+
+class Family:
+    """One op family's per-layer choices. Subclass it to add a family (the extension point).
+
+    Override ``options`` (deterministic: a function of ``shape`` and the constructor settings;
+    every option must pass ``validate_op``, which the space checks) and optionally
+    ``baselines``. Choice keys should be unique to the family unless they mean the same thing
+    (``kernel_size`` is shared); a key whose choice list differs across contexts gets a
+    qualified parameter name automatically. ``name`` is the value of ``layerN.op`` in spaces
+    with several families and must be unique among them.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, kernels: Sequence[int] = (3,)) -> None:
+        self.kernels = check_kernels(tuple(kernels))
+
+    def options(self, shape: LayerShape) -> list[Option]:
+        raise NotImplementedError
+
+    def baselines(self) -> dict[str, BaselineRule]:
+        """``{name: rule}``; a rule gives the ``LayerOp`` the hand-designed net uses at ``shape``."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kernels={self.kernels})"
+
+
+# -- short labels for plots ---------------------------------------------------------------
+_LABELS: dict[str, Callable[[LayerSpec], str]] = {}
+
+
+def register_label(op: str, fn: Callable[[LayerSpec], str]) -> None:
+    """Give ``op`` a short plot label (``layer_choices``); others get ``op kK key=value``."""
+    _LABELS[op] = fn
+
+
+def layer_label(spec: LayerSpec) -> str:
+    """A short label for one layer, e.g. ``igc L4 M8 k3`` or ``group g4 shuffle k3``."""
+    if spec.op in _LABELS:
+        return _LABELS[spec.op](spec)
+    parts = [spec.op]
+    for k, v in spec.params:
+        if isinstance(v, bool):
+            parts.append(k if v else f"no-{k}")
+        else:
+            parts.append(f"{k}={v}")
+    parts.append(f"k{spec.kernel_size}")
+    return " ".join(parts)
+
+
+# -- the choice tree of one layer ---------------------------------------------------------
+@dataclass
+class _Node:
+    """One choice level: ``key`` picks among ``children`` (value -> subtree or leaf index)."""
+
+    key: str
+    path: tuple[tuple[str, ChoiceValue], ...]
+    children: dict[Any, _Node | int] = field(default_factory=dict)
+    values: list[ChoiceValue] = field(default_factory=list)
+    name: str = ""  # Optuna parameter name; "" when fixed (one value) or global
+    qpath: tuple[tuple[str, ChoiceValue], ...] = ()  # the informative part of ``path``
+
+
+def _vkey(v: ChoiceValue) -> tuple[str, ChoiceValue]:
+    """Dict key that keeps True apart from 1 and 1.0."""
+    return (type(v).__name__, v)
+
+
+def _fmt(v: ChoiceValue) -> str:
+    return str(v)
+
+
+def _build(paths: list[tuple[tuple[str, ChoiceValue], ...]], ids: list[int], depth: int,
+           prefix: tuple[tuple[str, ChoiceValue], ...], qprefix: tuple[tuple[str, ChoiceValue], ...] = ()
+           ) -> _Node | int:
+    """The choice tree of ``paths[ids]`` below ``depth``; leaves are indices into ``paths``."""
+    ended = [i for i in ids if len(paths[i]) == depth]
+    if ended:
+        if len(ids) != 1:
+            clash = [paths[i] for i in ids]
+            raise RuntimeError(f"family bug: choices {clash} are not a prefix-free set of distinct paths")
+        return ids[0]
+    keys = {paths[i][depth][0] for i in ids}
+    if len(keys) != 1:
+        raise RuntimeError(f"family bug: after {prefix} the next choice key differs: {sorted(keys)}")
+    node = _Node(key=keys.pop(), path=prefix, qpath=qprefix)
+    groups: dict[Any, list[int]] = {}
+    for i in ids:
+        v = paths[i][depth][1]
+        if _vkey(v) not in groups:
+            groups[_vkey(v)] = []
+            node.values.append(v)
+        groups[_vkey(v)].append(i)
+    informative = len(node.values) > 1 or node.key == "width"
+    for v in node.values:
+        q = qprefix + ((node.key, v),) if informative else qprefix
+        node.children[_vkey(v)] = _build(paths, groups[_vkey(v)], depth + 1, prefix + ((node.key, v),), q)
+    return node
+
+
+def _walk(node: _Node | int) -> Iterator[_Node]:
+    if isinstance(node, _Node):
+        yield node
+        for c in node.children.values():
+            yield from _walk(c)
+
+
+def _name_nodes(root: _Node | int, prefix: str, global_keys: frozenset[str]) -> None:
+    """Give each suggested node its Optuna name (see the module docstring)."""
+    by_key: dict[str, list[_Node]] = {}
+    for n in _walk(root):
+        if n.key in global_keys:
+            n.name = n.key
+        elif len(n.values) > 1:
+            by_key.setdefault(n.key, []).append(n)
+    for key, nodes in by_key.items():
+        sig = [tuple(_vkey(v) for v in n.values) for n in nodes]
+        counts = Counter(sig)  # the most common choice list keeps the plain name (first on ties)
+        top = max(counts.values())
+        majority = next(s for s in sig if counts[s] == top)
+        for n, s in zip(nodes, sig):
+            if s == majority:
+                n.name = f"{prefix}.{key}"
+                continue
+            for length in range(1, len(n.qpath) + 1):
+                suffix = n.qpath[-length:]
+                if all(s2 == s for n2, s2 in zip(nodes, sig) if n2.qpath[-length:] == suffix):
+                    break
+            n.name = f"{prefix}.{key}|" + ",".join(f"{k}={_fmt(v)}" for k, v in suffix)
+
+
+# -- the space ----------------------------------------------------------------------------
+class Space:
+    """A backbone whose non-stem layers each choose among the options of ``families``.
+
+    ``backbone``: a name in ``spaces.BACKBONES`` or an ``Arch`` used as the template (then
+    ``widths`` must be ``(1.0,)``). ``widths``: width multipliers searched as the global
+    ``width`` parameter (``get_backbone(width=...)`` rounds channels to multiples of 8).
+    """
+
+    def __init__(self, name: str, families: Sequence[Family], backbone: str | Arch = "small",
+                 input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10,
+                 widths: Sequence[float] = (1.0,)) -> None:
+        if not families:
+            raise SpaceError(f"space '{name}' needs at least one family")
+        names = [f.name for f in families]
+        if len(set(names)) != len(names) or not all(names):
+            raise SpaceError(f"space '{name}': family names must be non-empty and unique, got {names}")
+        self.name = name
+        self.families = tuple(families)
+        self.widths = check_widths(widths)
+        if isinstance(backbone, Arch):
+            if self.widths != (1.0,):
+                raise SpaceError("option 'widths' needs a named backbone (a custom template has one width)")
+            self.backbone_name = "custom"
+            self.templates = {1.0: backbone}
+        else:
+            self.backbone_name = backbone
+            self.templates = {w: get_backbone(backbone, tuple(input_shape), num_classes, width=w)
+                              for w in self.widths}
+            seen: dict[tuple[int, ...], float] = {}
+            for w, t in self.templates.items():
+                chans = tuple(l.out_channels for l in (t.stem, *t.layers))
+                if chans in seen:
+                    raise SpaceError(f"option 'widths': {seen[chans]} and {w} give the same channels {list(chans)} "
+                                     "on this backbone; drop one")
+                seen[chans] = w
+        first = self.templates[self.widths[0]]
+        self.input_shape = first.input_shape
+        self.num_classes = first.num_classes
+        self.n_layers = len(first.layers)
+        self._multi = len(self.families) > 1
+        self._options: list[list[Option]] = []  # per layer, all widths, leaf index -> option
+        self._widx: list[list[float]] = []  # per layer, leaf index -> width
+        self._trees: list[_Node | int] = []
+        self._counts: dict[float, list[int]] = {w: [] for w in self.widths}
+        for i in range(self.n_layers):
+            opts, wid, paths = [], [], []
+            for w in self.widths:
+                layer_opts = self._layer_options(w, i)
+                self._counts[w].append(len(layer_opts))
+                for o in layer_opts:
+                    head = (("width", w),) if len(self.widths) > 1 else ()
+                    paths.append(head + o.choice)
+                    opts.append(o)
+                    wid.append(w)
+            tree = _build(paths, list(range(len(paths))), 0, ())
+            _name_nodes(tree, f"layer{i}", frozenset({"width"}))
+            self._options.append(opts)
+            self._widx.append(wid)
+            self._trees.append(tree)
+        self._lookup = [{(wid, o.layer): j for j, (wid, o) in enumerate(zip(self._widx[i], self._options[i]))}
+                        for i in range(self.n_layers)]
+
+    # -- construction ------------------------------------------------------------------
+    def shapes(self, width: float | None = None) -> list[LayerShape]:
+        """The ``LayerShape`` of every searched layer at ``width`` (default: the first)."""
+        t = self.templates[self.widths[0] if width is None else width]
+        fs = [t.input_shape[1:]] + [s[1:] for s in t.feature_shapes()]
+        return [LayerShape(i, t.in_channels(i), l.out_channels, l.stride, l.kernel_size,
+                           fs[i + 1][0], fs[i + 1][1], l.residual) for i, l in enumerate(t.layers)]
+
+    def _layer_options(self, width: float, index: int) -> list[Option]:
+        shape = self.shapes(width)[index]
+        template = self.templates[width].layers[index]
+        out: list[Option] = []
+        seen: set[LayerOp] = set()
+        for fam in self.families:
+            for o in fam.options(shape):
+                try:
+                    validate_op(o.layer.op, shape.in_channels, shape.out_channels, o.layer.kernel_size,
+                                shape.stride, **dict(o.layer.params))
+                except OpConfigError as err:
+                    raise RuntimeError(f"family '{fam.name}' offered an impossible layer {o} at {shape}: {err}") from None
+                if o.layer in seen:
+                    continue  # the same layer as an earlier option: counted once
+                seen.add(o.layer)
+                choice = ((("op", fam.name),) if self._multi else ()) + o.choice
+                out.append(Option(choice, o.layer))
+        if not out:
+            raise SpaceError(f"space '{self.name}': layer {index} ({template.out_channels} channels) has no option")
+        return out
+
+    # -- size and enumeration ----------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """The exact number of distinct ``Arch`` es: sum over widths of the product of option counts."""
+        return sum(math.prod(self._counts[w]) for w in self.widths)
+
+    def layer_options(self, index: int, width: float | None = None) -> list[Option]:
+        """Layer ``index``'s options at ``width`` (default: the first), choices prefixed as sampled."""
+        w = self.widths[0] if width is None else width
+        return [o for o, ow in zip(self._options[index], self._widx[index]) if ow == w]
+
+    def iter_params(self) -> Iterator[dict[str, ChoiceValue]]:
+        """Every parameter dict of the space (one per distinct Arch): only for small spaces."""
+        for w in self.widths:
+            per_layer = [[self._leaf_params(i, j) for j, ow in enumerate(self._widx[i]) if ow == w]
+                         for i in range(self.n_layers)]
+            for combo in itertools.product(*per_layer):
+                params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
+                for part in combo:
+                    params.update(part)
+                yield params
+
+    def param_names(self) -> list[str]:
+        """Every Optuna parameter name this space can suggest."""
+        names = ["width"] if len(self.widths) > 1 else []
+        for tree in self._trees:
+            for n in _walk(tree):
+                if n.name and n.name not in names:
+                    names.append(n.name)
+        return names
+
+    # -- trial <-> arch ----------------------------------------------------------------
+    def _descend(self, index: int, width: float, choose: Callable[[str, list[ChoiceValue]], ChoiceValue]) -> int:
+        node = self._trees[index]
+        while isinstance(node, _Node):
+            if node.key == "width" and len(self.widths) > 1:
+                v = width
+            elif len(node.values) == 1:
+                v = node.values[0]
+            else:
+                v = choose(node.name, list(node.values))
+            node = node.children[_vkey(v)]
+        return node
+
+    def _assemble(self, width: float, leaves: Sequence[int]) -> Arch:
+        t = self.templates[width]
+        layers = tuple(self._options[i][j].layer.apply(t.layers[i]) for i, j in enumerate(leaves))
+        return Arch(t.input_shape, t.num_classes, t.stem, layers, t.head)
+
+    def sample(self, trial: Any) -> Arch:
+        """Draw an ``Arch`` with an Optuna trial (define-by-run: only reached params are suggested)."""
+        width = self.widths[0]
+        if len(self.widths) > 1:
+            width = trial.suggest_categorical("width", list(self.widths))
+        leaves = [self._descend(i, width, trial.suggest_categorical) for i in range(self.n_layers)]
+        return self._assemble(width, leaves)
+
+    def arch_from_params(self, params: Mapping[str, Any]) -> Arch:
+        """The ``Arch`` that ``sample`` built for a trial whose ``trial.params`` were ``params``."""
+        if not isinstance(params, Mapping):
+            raise SpaceError(f"params must be a dict of parameter values, got {type(params).__name__}")
+        used: set[str] = set()
+
+        def choose(name: str, values: list[ChoiceValue]) -> ChoiceValue:
+            if name not in params:
+                raise SpaceError(f"space '{self.name}': missing parameter '{name}' (choices: {values})")
+            used.add(name)
+            return _match(name, params[name], values)
+
+        width = self.widths[0]
+        if len(self.widths) > 1:
+            width = choose("width", list(self.widths))  # type: ignore[assignment]
+        leaves = [self._descend(i, width, choose) for i in range(self.n_layers)]
+        extra = sorted(set(params) - used)
+        if extra:
+            raise SpaceError(f"space '{self.name}': parameter(s) {extra} do not belong to this choice "
+                             f"(space parameters look like {self.param_names()[:4]}...)")
+        return self._assemble(width, leaves)
+
+    def _leaf_params(self, index: int, leaf: int) -> dict[str, ChoiceValue]:
+        target = self._options[index][leaf].choice
+        if len(self.widths) > 1:
+            target = (("width", self._widx[index][leaf]),) + target
+        out: dict[str, ChoiceValue] = {}
+        node = self._trees[index]
+        for key, v in target:
+            if not isinstance(node, _Node) or node.key != key:
+                raise RuntimeError(f"choice tree of layer {index} does not hold {target}")
+            if len(node.values) > 1 and key != "width":
+                out[node.name] = v
+            node = node.children[_vkey(v)]
+        return out
+
+    def params_of(self, arch: Arch) -> dict[str, ChoiceValue]:
+        """The parameter dict that yields ``arch``; ``SpaceError`` if ``arch`` is not in the space."""
+        for w, t in self.templates.items():
+            if (arch.input_shape, arch.num_classes, arch.stem, arch.head) != (t.input_shape, t.num_classes, t.stem, t.head):
+                continue
+            if len(arch.layers) != len(t.layers) or any(
+                    (a.out_channels, a.stride, a.residual, a.pool) != (b.out_channels, b.stride, b.residual, b.pool)
+                    for a, b in zip(arch.layers, t.layers)):
+                continue
+            params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
+            for i, layer in enumerate(arch.layers):
+                j = self._lookup[i].get((w, LayerOp.from_spec(layer)))
+                if j is None:
+                    raise SpaceError(f"space '{self.name}': layer {i} ({layer_label(layer)}) is not a choice here")
+                params.update(self._leaf_params(i, j))
+            return params
+        raise SpaceError(f"space '{self.name}': the arch does not have this space's backbone "
+                         f"({self.backbone_name}, widths {list(self.widths)})")
+
+    # -- baselines ---------------------------------------------------------------------
+    def baseline_params(self) -> dict[str, dict[str, ChoiceValue]]:
+        """``{name: params}`` of the families' hand-designed nets that are members of this space.
+
+        Built at width 1.0 when searched (else the first width). A baseline is left out when
+        some layer cannot take it (its rule gives ``None``) or the space does not offer it.
+        """
+        w = 1.0 if 1.0 in self.widths else self.widths[0]
+        shapes = self.shapes(w)
+        out: dict[str, dict[str, ChoiceValue]] = {}
+        for fam in self.families:
+            for bname, rule in fam.baselines().items():
+                if bname in out:
+                    continue
+                params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
+                for shape in shapes:
+                    target = rule(shape)
+                    j = None if target is None else self._lookup[shape.index].get((w, target))
+                    if j is None:
+                        break
+                    params.update(self._leaf_params(shape.index, j))
+                else:
+                    out[bname] = params
+        return out
+
+    def baselines(self) -> dict[str, Arch]:
+        """``{name: Arch}``: the hand-designed nets of the literature in this space."""
+        return {k: self.arch_from_params(p) for k, p in self.baseline_params().items()}
+
+    # -- reporting ---------------------------------------------------------------------
+    def layer_choices(self, arch: Arch) -> dict[str, str]:
+        """A short label per searched layer, e.g. ``{"layer0": "igc L4 M8 k3", ...}``."""
+        return {f"layer{i}": layer_label(l) for i, l in enumerate(arch.layers)}
+
+    def describe(self) -> str:
+        """A table of the searched layers, their choices and counts, and the size."""
+        lines = [f"space '{self.name}' on backbone '{self.backbone_name}' "
+                 f"(input {tuple(self.input_shape)}, {self.num_classes} classes); "
+                 f"families: {', '.join(f.name for f in self.families)}"]
+        if len(self.widths) > 1:
+            lines.append(f"width multiplier 'width': {list(self.widths)} (tables below at each width)")
+        for w in self.widths:
+            if len(self.widths) > 1:
+                lines.append(f"-- width {w}")
+            t = self.templates[w]
+            lines.append(f"stem: conv {t.stem.kernel_size}x{t.stem.kernel_size} -> {t.stem.out_channels} (fixed)")
+            table = [(s, self.layer_options(s.index, w)) for s in self.shapes(w)]
+            table_rows = [_summarise(opts, self._multi) for _, opts in table]
+            cw = max(len(r) for rows in table_rows for r in rows) + 2
+            lines.append(f"{'layer':<8}{'in->out':>10}{'s':>3}{'map':>8}  {'choices':<{cw}}{'count':>6}")
+            for (shape, opts), rows in zip(table, table_rows):
+                head = (f"layer{shape.index:<3}{f'{shape.in_channels}->{shape.out_channels}':>10}{shape.stride:>3}"
+                        f"{f'{shape.height}x{shape.width}':>8}  ")
+                for r, row in enumerate(rows):
+                    count = f"{len(opts):>6}" if r == 0 else ""
+                    lines.append(((head if r == 0 else " " * len(head)) + f"{row:<{cw}}{count}").rstrip())
+            lines.append(f"product at width {w}: {math.prod(self._counts[w])}")
+        lines.append(f"parameters: {len(self.param_names())} names, e.g. {', '.join(self.param_names()[:5])}")
+        lines.append(f"baselines: {', '.join(self.baseline_params()) or 'none'}")
+        lines.append(f"size: {self.size} distinct configurations (~{self.size:.3g})")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Space({self.name!r}, backbone={self.backbone_name!r}, size={self.size})"
+
+
+def _summarise(opts: list[Option], multi: bool) -> list[str]:
+    """One row per family: ``fam (n): key=v1,v2 key=...``."""
+    fams: dict[str, list[Option]] = {}
+    for o in opts:
+        fam = str(o.choice[0][1]) if multi else ""
+        fams.setdefault(fam, []).append(o)
+    rows = []
+    for fam, group in fams.items():
+        keys: dict[str, list[str]] = {}
+        for o in group:
+            for k, v in o.choice[1:] if multi else o.choice:
+                vals = keys.setdefault(k, [])
+                if _fmt(v) not in vals:
+                    vals.append(_fmt(v))
+        body = " ".join(f"{k}={','.join(v)}" for k, v in keys.items()) or "-"
+        rows.append((f"{fam} ({len(group)}): " if multi else "") + body)
+    return rows
+
+
+def _match(name: str, value: Any, values: list[ChoiceValue]) -> ChoiceValue:
+    """``value`` as one of ``values`` (strict about bool vs int); ``SpaceError`` otherwise."""
+    for v in values:
+        if isinstance(v, bool) or isinstance(value, bool):
+            if isinstance(v, bool) and isinstance(value, bool) and v == value:
+                return v
+        elif type(v) is type(value) and v == value:
+            return v
+        elif isinstance(v, float) and isinstance(value, int) and float(value) == v:
+            return v
+    raise SpaceError(f"parameter '{name}' = {value!r} is not a choice; choices: {values}")

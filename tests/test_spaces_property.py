@@ -1,0 +1,80 @@
+"""Hypothesis properties of every family's options over random channel widths and strides."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spaces import make_op, validate_op
+from spaces.mixed import MIXED_FAMILIES
+from spaces.space import LayerShape
+
+torch.set_num_threads(1)
+
+shapes = st.builds(
+    lambda cin, cout, s, idx, hw: LayerShape(idx, cin, cout, s, 3, hw, hw),
+    st.integers(1, 256), st.integers(1, 256), st.sampled_from([1, 2]), st.integers(0, 20), st.integers(2, 40))
+
+
+def families():
+    return [cls(kernels=(3, 5)) for cls in MIXED_FAMILIES.values()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes)
+def test_every_option_is_possible_distinct_and_from_the_shape_only(shape):
+    for fam in families():
+        opts = fam.options(shape)
+        # deterministic, and the same for the same shape at another position / map size
+        other = LayerShape(shape.index + 7, shape.in_channels, shape.out_channels, shape.stride, 3, 5, 5)
+        assert opts == fam.options(shape) == fam.options(other), fam.name
+        assert len({o.layer for o in opts}) == len(opts), fam.name
+        assert len({o.choice for o in opts}) == len(opts), fam.name
+        for o in opts:
+            validate_op(o.layer.op, shape.in_channels, shape.out_channels, o.layer.kernel_size, shape.stride,
+                        **dict(o.layer.params))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shapes)
+def test_divisibility_invariants(shape):
+    cin, cout = shape.in_channels, shape.out_channels
+    g = math.gcd(cin, cout)
+    fams = {f.name: f for f in families()}
+    groups = [dict(o.choice)["groups"] for o in fams["group"].options(shape)]
+    assert set(groups) == {d for d in range(1, g + 1) if cin % d == 0 and cout % d == 0}
+    for o in fams["group"].options(shape):
+        p = o.layer.params and dict(o.layer.params)
+        if o.layer.op == "group":
+            assert cin % p["groups"] == 0 and cout % p["groups"] == 0
+            assert not p["shuffle"] or 1 < p["groups"] < cout
+    for o in fams["igc"].options(shape):
+        L = dict(o.choice)["igc_L"]
+        if o.layer.op == "igc":
+            p = dict(o.layer.params)
+            assert p["L"] * p["M"] == cout and cin % p["L"] == 0
+        else:
+            assert o.layer.op == "dwsep" and L == cin == cout
+    for o in fams["hetconv"].options(shape):
+        P = dict(o.choice)["hetconv_P"]
+        assert cin % P == 0 and cout % P == 0
+        assert (o.layer.op == "conv") == (P == 1)
+    for o in fams["bottleneck"].options(shape):
+        p = dict(o.layer.params)
+        assert cout % p["reduction"] == 0 and (cout // p["reduction"]) % p["groups"] == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 24), st.integers(1, 24), st.sampled_from([1, 2]), st.integers(3, 9), st.data())
+def test_shapes_line_up(cin, cout, stride, hw, data):
+    """A drawn option builds and maps (cin, hw, hw) to (cout, ceil(hw/s), ceil(hw/s))."""
+    shape = LayerShape(0, cin, cout, stride, 3, hw, hw)
+    opts = [o for f in families() for o in f.options(shape)]
+    o = data.draw(st.sampled_from(opts))
+    m = make_op(o.layer.op, cin, cout, o.layer.kernel_size, stride, **dict(o.layer.params)).eval()
+    with torch.no_grad():
+        y = m(torch.randn(1, cin, hw, hw))
+    assert y.shape == (1, cout, -(-hw // stride), -(-hw // stride))
