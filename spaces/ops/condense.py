@@ -51,16 +51,25 @@ class IndexedGroupConv(nn.Module):
         super().__init__()
         self.conv = conv
         self.register_buffer("in_index", in_index.long().clone())
-        identity_out = out_index is None or torch.equal(out_index.cpu(), torch.arange(len(out_index)))
-        self.register_buffer("out_index", None if identity_out else out_index.long().clone())
-        n = len(in_index)
-        self._in_identity = n == conv.in_channels and torch.equal(in_index.cpu(), torch.arange(n))
+        if out_index is None:
+            out_index = torch.arange(conv.out_channels)
+        self.register_buffer("out_index", out_index.long().clone())
+        self._refresh_identity()
+        # the identity flags follow the indices, also when they come from a state dict
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._refresh_identity())
+
+    def _refresh_identity(self) -> None:
+        def is_identity(index: Tensor, n: int) -> bool:
+            return len(index) == n and torch.equal(index.cpu(), torch.arange(n))
+
+        self._in_identity = is_identity(self.in_index, self.conv.in_channels)
+        self._out_identity = is_identity(self.out_index, self.conv.out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._in_identity:
             x = x.index_select(1, self.in_index)
         y = self.conv(x)
-        if self.out_index is not None:
+        if not self._out_identity:
             y = y.index_select(1, self.out_index)
         return y
 
