@@ -299,9 +299,9 @@ def test_indexed_group_conv_state_dict_carries_its_indices():
     from spaces.ops.condense import IndexedGroupConv
 
     torch.manual_seed(0)
-    src = IndexedGroupConv(nn.Conv2d(8, 8, 3, padding=1, groups=2, bias=False),
+    src = IndexedGroupConv(torch.nn.Conv2d(8, 8, 3, padding=1, groups=2, bias=False),
                            torch.tensor([1, 0, 3, 2, 5, 4, 7, 6]), torch.arange(7, -1, -1))
-    dst = IndexedGroupConv(nn.Conv2d(8, 8, 3, padding=1, groups=2, bias=False), torch.arange(8), None)
+    dst = IndexedGroupConv(torch.nn.Conv2d(8, 8, 3, padding=1, groups=2, bias=False), torch.arange(8), None)
     x = torch.randn(2, 8, 5, 5)
     assert not torch.allclose(src(x), dst(x))
     dst.load_state_dict(src.state_dict())
