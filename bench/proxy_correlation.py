@@ -1,0 +1,132 @@
+"""How well do cheap proxies rank architectures? Spearman of each proxy with long training.
+
+    python bench/proxy_correlation.py [--n 30] [--ref-epochs 15] [--space mixed] [--quick]
+
+N archs are sampled from ``--space`` (see ``bench/latency_stability.sample_archs``) on the
+default data (digits). Reference: each arch trained ``--ref-epochs`` epochs, accuracy on the
+held-out TEST split (so the proxies, scored on the validation split, share no evaluation
+noise with it). Proxies: short training (1, 3, 5 and the default number of epochs, same seed and
+init), every zero-cost score of ``evaluators.zero_cost.SCORES`` on one training minibatch, and
+params / MACs. Printed: Spearman and Kendall tau of each proxy with the reference, and the mean
+seconds the proxy takes per arch. Target: the default proxy reaches Spearman >= 0.8.
+
+On full digits every reasonable arch ends at 97-99 % (a handful of distinct values on 359
+test images), so the reference ranks mostly noise; ``--train-examples 200`` makes the task
+hard enough for architectures to differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from scipy.stats import kendalltau, spearmanr  # noqa: E402
+
+from bench.latency_stability import sample_archs  # noqa: E402
+from evaluators.data import Split, load_data, stratified_split  # noqa: E402
+from evaluators.train_proxy import DEFAULT_EPOCHS, TrainingDiverged, train  # noqa: E402
+from evaluators.zero_cost import SCORES  # noqa: E402
+from spaces import build_model  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=30)
+    ap.add_argument("--ref-epochs", type=int, default=15)
+    ap.add_argument("--space", default="mixed")
+    ap.add_argument("--data", default="digits")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64, help="minibatch of the zero-cost scores")
+    ap.add_argument("--train-examples", type=int, default=None,
+                    help="train on only this many (stratified) training examples, val/test kept "
+                         "whole: a harder task whose reference accuracies do not saturate")
+    ap.add_argument("--out", default=None, help="write every figure to this JSON file")
+    ap.add_argument("--quick", action="store_true", help="8 archs, 6 reference epochs")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.ref_epochs = min(args.n, 8), min(args.ref_epochs, 6)
+    torch.set_num_threads(args.threads)
+
+    data = load_data(args.data, args.data_dir, seed=args.seed)
+    if args.train_examples is not None:
+        keep, _ = stratified_split(data.train.y.numpy(), (args.train_examples / len(data.train),), args.seed)
+        data = dataclasses.replace(data, train=Split(data.train.x[keep], data.train.y[keep]))
+    archs, source = sample_archs(args.space, args.n, args.seed, data.input_shape, data.num_classes)
+    print(f"{len(archs)} archs from {source}; {data.describe()}; reference {args.ref_epochs} epochs "
+          f"(test split); threads={args.threads}")
+    g = torch.Generator().manual_seed(args.seed)
+    pick = torch.randperm(len(data.train), generator=g)[: args.batch]
+    xb, yb = data.train.x[pick], data.train.y[pick]
+
+    budgets = sorted({1, 3, 5, DEFAULT_EPOCHS})
+    names = [f"train-{e}ep" for e in budgets] + list(SCORES)
+    values: dict[str, list[float]] = {n: [] for n in names}
+    seconds: dict[str, float] = {n: 0.0 for n in names}
+    reference: list[float] = []
+    t_ref = 0.0
+    t0 = time.perf_counter()
+    for i, arch in enumerate(archs):
+        t = time.perf_counter()
+        try:
+            reference.append(train(build_model(arch, seed=i), data, args.ref_epochs, split="test").accuracy)
+        except TrainingDiverged:
+            reference.append(0.0)
+        t_ref += time.perf_counter() - t
+        for e in budgets:
+            t = time.perf_counter()
+            try:
+                acc = train(build_model(arch, seed=i), data, e).accuracy
+            except TrainingDiverged:
+                acc = 0.0
+            seconds[f"train-{e}ep"] += time.perf_counter() - t
+            values[f"train-{e}ep"].append(acc)
+        model = build_model(arch, seed=i)
+        for name, fn in SCORES.items():
+            t = time.perf_counter()
+            try:
+                v = fn(model, xb, yb)
+            except ImportError:  # params/macs before evaluators.cost exists
+                v = float("nan")
+            seconds[name] += time.perf_counter() - t
+            values[name].append(v)
+        done = i + 1
+        eta = (time.perf_counter() - t0) / done * (len(archs) - done)
+        print(f"  arch {done}/{len(archs)}: ref {reference[-1]:.3f}  "
+              + "  ".join(f"{e}ep {values[f'train-{e}ep'][-1]:.3f}" for e in budgets)
+              + f"  (ETA {eta:.0f} s)", flush=True)
+
+    ref = np.array(reference)
+    print(f"\nreference accuracy: min {ref.min():.3f} median {np.median(ref):.3f} max {ref.max():.3f}; "
+          f"{t_ref / len(archs):.2f} s per arch")
+    print(f"{'proxy':<14}{'Spearman':>10}{'Kendall':>10}{'s/arch':>10}")
+    table = {}
+    for name in names:
+        v = np.array(values[name], dtype=float)
+        if np.all(np.isnan(v)):
+            print(f"{name:<14}{'n/a':>10}{'n/a':>10}{'':>10}  (evaluators.cost missing)")
+            continue
+        v = np.where(np.isneginf(v), -1e300, v)
+        rho = spearmanr(v, ref).statistic
+        tau = kendalltau(v, ref).statistic
+        table[name] = {"spearman": float(rho), "kendall": float(tau), "seconds": seconds[name] / len(archs)}
+        mark = "  <- default proxy" if name == f"train-{DEFAULT_EPOCHS}ep" else ""
+        print(f"{name:<14}{rho:>10.3f}{tau:>10.3f}{seconds[name] / len(archs):>10.3f}{mark}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"source": source, "reference": reference, "values": values,
+                                              "table": table, "ref_epochs": args.ref_epochs}, indent=1,
+                                             default=lambda x: None if isinstance(x, float) and math.isnan(x) else x))
+
+
+if __name__ == "__main__":
+    main()

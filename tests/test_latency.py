@@ -1,0 +1,114 @@
+"""Measured latency: sane figures, threads and format recorded, ranking, the machine lock."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import pytest
+import torch
+from torch import nn
+
+from evaluators.latency import (FORMATS, LatencyError, LockBusy, measure_latency, measurement_lock)
+from spaces import build_model, get_backbone
+
+
+@pytest.fixture(autouse=True)
+def _private_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("GROUPNAS_LATENCY_LOCK", str(tmp_path / "latency.lock"))
+
+
+def test_sane_figures_threads_and_format_recorded():
+    model = build_model(get_backbone("small", (1, 32, 32), 10, width=0.5)).train()
+    weight = model.stem.op.conv.weight
+    torch.set_num_threads(2)
+    r = measure_latency(model, (1, 32, 32), threads=1, max_seconds=1.0)
+    assert torch.get_num_threads() == 2  # restored
+    assert r.threads == 1 and r.device == "cpu" and r.batch_size == 1
+    assert r.memory_format in FORMATS and set(r.formats) == set(FORMATS)
+    assert r.formats[r.memory_format] == min(r.formats.values()) == r.median_ms
+    assert 0.01 < r.median_ms < 1000 and r.iqr_ms >= 0
+    if r.converged:  # the accepted window met the spread tolerance (default 4 %)
+        assert r.iqr_ms <= 0.04 * r.median_ms + 1e-12
+    assert r.node and r.drawn >= r.runs
+    assert (r.converged and r.runs == 20) or not r.converged
+    # the caller's model is untouched: same tensors, same layout, same mode
+    assert model.training and model.stem.op.conv.weight is weight
+    assert weight.is_contiguous()
+
+
+def test_batch_makes_it_slower():
+    model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
+    one = measure_latency(model, (16, 32, 32), batch_size=1, threads=1, max_seconds=2.0)
+    many = measure_latency(model, (16, 32, 32), batch_size=16, threads=1, max_seconds=2.0)
+    assert many.batch_size == 16
+    assert many.median_ms > 2 * one.median_ms  # 16x the work; a loose bound for busy machines
+
+
+def _dwsep(c: int) -> nn.Module:
+    from spaces import OPS, make_op
+
+    if "dwsep" in OPS:
+        return make_op("dwsep", c, c, 3, 1)
+    return nn.Sequential(nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False), nn.Conv2d(c, c, 1, bias=False))
+
+
+def test_dense_3x3_slower_than_depthwise_separable_at_c128():
+    dense = nn.Conv2d(128, 128, 3, padding=1, bias=False)
+    dws = _dwsep(128)
+    a = measure_latency(dense, (128, 16, 16), threads=1, max_seconds=1.0)
+    b = measure_latency(dws, (128, 16, 16), threads=1, max_seconds=1.0)
+    assert a.median_ms > b.median_ms, (a, b)
+
+
+def test_bad_arguments_and_missing_cuda():
+    m = nn.Conv2d(1, 1, 3)
+    with pytest.raises(ValueError, match="input_shape"):
+        measure_latency(m, (1, 8))
+    with pytest.raises(ValueError, match="threads"):
+        measure_latency(m, (1, 8, 8), threads=0)
+    with pytest.raises(ValueError, match="formats"):
+        measure_latency(m, (1, 8, 8), formats=("nhwc",))
+    with pytest.raises(ValueError, match="device"):
+        measure_latency(m, (1, 8, 8), device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(LatencyError, match="no CUDA GPU"):
+            measure_latency(m, (1, 8, 8), device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_measurement():
+    r = measure_latency(nn.Conv2d(16, 16, 3, padding=1), (16, 32, 32), device="cuda", max_seconds=0.5)
+    assert r.device.startswith("cuda") and r.median_ms > 0
+
+
+def _hold(path: str, held, release) -> None:
+    import os
+
+    os.environ["GROUPNAS_LATENCY_LOCK"] = path
+    from evaluators.latency import measurement_lock as lock
+
+    with lock():
+        held.set()
+        release.wait(30)
+
+
+def test_lock_excludes_a_second_process(tmp_path):
+    path = str(tmp_path / "latency.lock")
+    ctx = mp.get_context("spawn")
+    held, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold, args=(path, held, release))
+    proc.start()
+    try:
+        assert held.wait(60), "the child never took the lock"
+        with pytest.raises(LockBusy, match="another process"):
+            with measurement_lock(blocking=False):
+                pass
+        with pytest.raises(LockBusy, match="after 0.2 s"):
+            measure_latency(nn.Conv2d(1, 1, 3), (1, 8, 8), lock_timeout=0.2)
+    finally:
+        release.set()
+        proc.join(30)
+    assert proc.exitcode == 0
+    with measurement_lock(timeout=10):  # free again; re-entrant inside one process
+        r = measure_latency(nn.Conv2d(1, 1, 3), (1, 8, 8), max_seconds=0.2)
+    assert r.median_ms > 0
