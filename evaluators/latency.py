@@ -35,7 +35,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-__all__ = ["LatencyResult", "LatencyError", "LockBusy", "measure_latency", "measurement_lock",
+__all__ = ["LatencyResult", "LatencyError", "LockBusy", "measure_latency", "measurement_lock", "compute_slot",
            "lock_path", "FORMATS"]
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -79,6 +79,12 @@ class LatencyResult:
 
 
 # ----------------------------------------------------------------------------- the lock
+#
+# A writer-preferring reader/writer lock over two files. A measurement takes the gate, then the
+# lock file, both exclusively: it waits for compute steps in flight to end, and new ones wait
+# at the gate meanwhile. A compute step (``compute_slot``: one training batch of a trial) takes
+# the gate shared and the lock file shared, and lets the gate go: steps of many trials run
+# together, but never while a measurement on this machine is timing.
 
 def lock_path() -> str:
     """The lock file: ``$GROUPNAS_LATENCY_LOCK`` or ``<tempdir>/groupnas-latency.lock``."""
@@ -117,8 +123,50 @@ def measurement_lock(blocking: bool = True, timeout: float | None = None) -> Ite
         _guard.release()
 
 
+@contextlib.contextmanager
+def compute_slot() -> Iterator[None]:
+    """Hold a shared slot for one short compute step (a training batch).
+
+    No latency measurement on this machine runs while any slot is held, and a waiting
+    measurement keeps new slots from starting. Inside this process's own measurement the slot
+    is a no-op. A lock file that cannot be opened makes the slot a no-op too (training must
+    not fail for it).
+    """
+    if _held["pid"] == os.getpid() and _held["depth"] > 0:
+        yield
+        return
+    try:
+        gate = _flock_path(_gate_path(), fcntl.LOCK_SH, True, None)
+    except LatencyError:
+        yield
+        return
+    try:
+        fd = _flock_path(lock_path(), fcntl.LOCK_SH, True, None)
+    finally:
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        os.close(gate)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def _acquire_file_lock(blocking: bool, timeout: float | None) -> int:
-    path = lock_path()
+    """Exclusive lock on the gate (stops new compute slots), then on the lock file itself."""
+    gate = _flock_path(_gate_path(), fcntl.LOCK_EX, blocking, timeout)
+    try:
+        return _flock_path(lock_path(), fcntl.LOCK_EX, blocking, timeout)
+    finally:
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        os.close(gate)
+
+
+def _gate_path() -> str:
+    return lock_path() + ".gate"
+
+
+def _flock_path(path: str, mode: int, blocking: bool, timeout: float | None) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
@@ -127,7 +175,7 @@ def _acquire_file_lock(blocking: bool, timeout: float | None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
-            flags = fcntl.LOCK_EX if (blocking and deadline is None) else fcntl.LOCK_EX | fcntl.LOCK_NB
+            flags = mode if (blocking and deadline is None) else mode | fcntl.LOCK_NB
             fcntl.flock(fd, flags)
             return fd
         except BlockingIOError:

@@ -112,3 +112,46 @@ def test_lock_excludes_a_second_process(tmp_path):
     with measurement_lock(timeout=10):  # free again; re-entrant inside one process
         r = measure_latency(nn.Conv2d(1, 1, 3), (1, 8, 8), max_seconds=0.2)
     assert r.median_ms > 0
+
+
+def _hold_slot(path, ready, release):
+    import os
+    os.environ["GROUPNAS_LATENCY_LOCK"] = path
+    from evaluators.latency import compute_slot
+    with compute_slot():
+        ready.set()
+        release.wait(10)
+
+
+def test_measurement_waits_for_compute_slots_and_blocks_new_ones(tmp_path, monkeypatch):
+    """A training step elsewhere (a compute slot) keeps a measurement from starting, and a
+    measurement that holds the lock keeps new compute slots from starting."""
+    import multiprocessing as mp
+
+    from evaluators.latency import LockBusy, compute_slot, measurement_lock
+
+    path = str(tmp_path / "lat.lock")
+    monkeypatch.setenv("GROUPNAS_LATENCY_LOCK", path)
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_hold_slot, args=(path, ready, release))
+    proc.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(LockBusy):
+            with measurement_lock(blocking=False):
+                pass
+        # two compute slots may be held at once (other trials keep training together)
+        with compute_slot():
+            pass
+    finally:
+        release.set()
+        proc.join(30)
+    with measurement_lock(timeout=5):
+        child_ready, child_release = ctx.Event(), ctx.Event()
+        child = ctx.Process(target=_hold_slot, args=(path, child_ready, child_release))
+        child.start()
+        assert not child_ready.wait(1.0)  # blocked while the measurement holds the lock
+    assert child_ready.wait(30)  # and free to go once it is released
+    child_release.set()
+    child.join(30)
