@@ -1,0 +1,230 @@
+"""One trial, independent of any search engine: ``evaluate_arch(arch, settings, report) -> figures``.
+
+sample (the backend's job) -> build -> params and MACs -> constraints -> [latency, for
+architectures without learned ops: it does not depend on the weights] -> ``report("costs")``
+(the pre-training dominance skip lives there) -> proxy accuracy, ``report("epoch")`` after
+each epoch (per-epoch pruning) -> condensed model: params, MACs and latency of what would be
+deployed (learned ops: after condensing) -> figures.
+
+``report(stage, figures)`` may raise ``search.pruning.Pruned`` to stop the trial; the
+figures gathered so far travel with the exception. Nothing here imports Optuna, so the Optuna
+and the Ray backends share it.
+
+Objectives (``OBJECTIVES``): accuracy (maximise; the validation accuracy of the short
+training, or the zero-cost score with ``--proxy NAME``), latency (median ms of a forward at
+``latency_batch``, minimise), params and macs (minimise; multiply-adds of one example, the
+unit papers call FLOPs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .pruning import Pruned
+
+__all__ = ["Settings", "OBJECTIVES", "evaluate_arch", "objective_values", "get_data",
+           "constraint_violation", "FAIL_ENV", "SLEEP_ENV", "test_hooks", "PROXIES"]
+
+#: name -> (Optuna direction, key in the figures dict)
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "accuracy": ("maximize", "accuracy"),
+    "latency": ("minimize", "latency_ms"),
+    "params": ("minimize", "params"),
+    "macs": ("minimize", "macs"),
+}
+
+#: test hooks: comma-separated trial numbers that raise on purpose; seconds to sleep per trial
+FAIL_ENV = "GROUPNAS_FAIL_TRIALS"
+SLEEP_ENV = "GROUPNAS_TRIAL_SLEEP"
+
+
+def _proxies() -> tuple[str, ...]:
+    from evaluators.zero_cost import SCORES
+
+    return ("train", *SCORES)
+
+
+PROXIES = _proxies
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a trial needs; JSON-able (``to_dict``/``from_dict``) for config.json."""
+
+    space: str = "igc"
+    backbone: str = "small"
+    data: str = "digits"
+    data_dir: str | None = None
+    data_limit: int | None = None
+    proxy: str = "train"
+    epochs: int = 3
+    lr: float = 0.1
+    batch_size: int = 64
+    objectives: tuple[str, ...] = ("accuracy", "latency")
+    max_params: int | None = None
+    max_macs: int | None = None
+    max_latency_ms: float | None = None
+    latency_batch: int = 1
+    threads: int = 1
+    latency_seconds: float = 1.0
+    train_threads: int | None = None
+    seed: int = 0
+    prune: bool = True
+    prune_margin: float = 0.01
+    zero_cost_batch: int = 64
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["objectives"] = list(self.objectives)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if "objectives" in kwargs:
+            kwargs["objectives"] = tuple(kwargs["objectives"])
+        return cls(**kwargs)
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o][0] for o in self.objectives]
+
+
+_DATA_CACHE: dict[tuple, Any] = {}
+
+
+def get_data(settings: Settings) -> Any:
+    """The data set of ``settings``, loaded once per process."""
+    from evaluators.data import load_data
+
+    key = (settings.data, settings.data_dir, settings.seed, settings.data_limit)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = load_data(settings.data, settings.data_dir, seed=settings.seed,
+                                     limit=settings.data_limit)
+    return _DATA_CACHE[key]
+
+
+def constraint_violation(figures: dict[str, Any], settings: Settings) -> str | None:
+    """The first constraint that ``figures`` break, as a sentence; None when all hold."""
+    checks = (("params", settings.max_params, "--max-params"), ("macs", settings.max_macs, "--max-macs"),
+              ("latency_ms", settings.max_latency_ms, "--max-latency-ms"))
+    for key, limit, flag in checks:
+        if limit is not None and key in figures and figures[key] > limit:
+            return f"constraint: {key} {figures[key]:.6g} > {flag} {limit:.6g}"
+    return None
+
+
+def objective_values(figures: dict[str, Any], objectives: tuple[str, ...] | list[str]) -> list[float]:
+    """The objective vector (Optuna's order and directions) from a figures dict."""
+    return [float(figures[OBJECTIVES[o][1]]) for o in objectives]
+
+
+def test_hooks(trial_number: int) -> None:
+    """Deliberate failure / slowness for tests (``$GROUPNAS_FAIL_TRIALS``, ``$GROUPNAS_TRIAL_SLEEP``)."""
+    sleep = os.environ.get(SLEEP_ENV)
+    if sleep:
+        time.sleep(float(sleep))
+    fail = os.environ.get(FAIL_ENV, "")
+    if fail and str(trial_number) in [s.strip() for s in fail.split(",")]:
+        raise RuntimeError(f"deliberate failure of trial {trial_number} (${FAIL_ENV})")
+
+
+def _emit(report: Callable[[str, dict[str, Any]], None] | None, stage: str, figures: dict[str, Any]) -> None:
+    if report is not None:
+        report(stage, figures)
+
+
+def _latency(model: torch.nn.Module, arch: Any, settings: Settings) -> dict[str, Any]:
+    from evaluators.latency import measure_latency
+
+    budget = float(settings.latency_seconds)
+    options = {"max_seconds": budget / 2, "warmup_s": min(0.1, budget / 10)}
+    accepted = inspect.signature(measure_latency).parameters
+    res = measure_latency(model, tuple(arch.input_shape), batch_size=settings.latency_batch,
+                          threads=settings.threads, **{k: v for k, v in options.items() if k in accepted})
+    return {"latency_ms": res.median_ms, "latency_iqr_ms": res.iqr_ms, "latency_runs": res.runs,
+            "threads": res.threads, "memory_format": res.memory_format, "node": res.node,
+            "latency_batch": res.batch_size}
+
+
+def _costs(model: torch.nn.Module, arch: Any) -> dict[str, Any]:
+    from evaluators.cost import count_macs, count_params
+
+    return {"params": int(count_params(model)), "macs": int(count_macs(model, tuple(arch.input_shape)))}
+
+
+def evaluate_arch(arch: Any, settings: Settings,
+                  report: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Evaluate one ``Arch``; returns its figures (see the module docstring).
+
+    Raises ``Pruned`` (with ``.figures``) when a constraint is broken or ``report`` says so.
+    """
+    from evaluators.data import check_arch_data
+    from spaces.build import build_model, condense_model, learned_ops
+
+    start = time.perf_counter()
+    figures: dict[str, Any] = {"proxy": settings.proxy}
+    try:
+        data = get_data(settings)
+        check_arch_data(arch, data)
+        model = build_model(arch, seed=settings.seed)
+        learned = bool(learned_ops(model))
+        figures["learned"] = learned
+        figures.update(_costs(model, arch))
+        why = constraint_violation(figures, settings)
+        if why:
+            raise Pruned(why)
+        if not learned:  # fixed structure: latency does not depend on the weights
+            figures.update(_latency(model, arch, settings))
+            why = constraint_violation(figures, settings)
+            if why:
+                raise Pruned(why)
+        _emit(report, "costs", figures)
+
+        if settings.proxy == "train":
+            from evaluators.train_proxy import train
+
+            figures["acc_epochs"] = []
+
+            def on_epoch(epoch: int, accuracy: float) -> None:
+                figures["acc_epochs"].append(float(accuracy))
+                if epoch < settings.epochs:
+                    _emit(report, "epoch", figures)
+
+            result = train(model, data, epochs=settings.epochs, lr=settings.lr,
+                           batch_size=settings.batch_size, seed=settings.seed, report=on_epoch,
+                           threads=settings.train_threads)
+            figures["accuracy"] = float(result.accuracy)
+            inference = result.model if result.model is not None else condense_model(model)
+        else:
+            from evaluators.zero_cost import SCORES
+
+            n = min(settings.zero_cost_batch, len(data.train.y))
+            score = float(SCORES[settings.proxy](model, data.train.x[:n], data.train.y[:n]))
+            if not math.isfinite(score):
+                raise ValueError(f"zero-cost score {settings.proxy} is {score}")
+            figures["accuracy"] = score
+            inference = condense_model(model)
+
+        if learned:  # price and time the condensed network, the one that would be deployed
+            figures.update(_costs(inference, arch))
+            figures.update(_latency(inference, arch, settings))
+            why = constraint_violation(figures, settings)
+            if why:
+                raise Pruned(why)
+    except Pruned as p:
+        figures["eval_seconds"] = time.perf_counter() - start
+        p.figures = {**figures, **p.figures}
+        raise
+    figures["eval_seconds"] = time.perf_counter() - start
+    return figures

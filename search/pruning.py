@@ -1,0 +1,155 @@
+"""Pruning for a multi-objective search (Optuna's pruners need a single objective).
+
+Two rules, both judged against the trials already completed in the study:
+
+1. **Before training** (``FrontPruner.before_training``): params, MACs and -- for
+   architectures without learned ops -- latency are known before any training. Give the
+   candidate the best accuracy seen so far and its latency minus its measured spread (IQR):
+   if a completed trial still dominates that optimistic point (with its latency plus its
+   spread), the candidate cannot reach the front and is skipped. When an objective is unknown
+   before training (latency of a learned op) the rule cannot decide and keeps the candidate.
+2. **During training** (``FrontPruner.at_epoch``): at epoch ``e < E`` the candidate is stopped
+   when its validation accuracy is more than ``margin`` below the epoch-``e`` accuracy of a
+   current front member of comparable cost -- one no worse in every cost objective (its
+   latency at most the candidate's plus the candidate's spread; MACs stand in for latency when
+   the candidate's latency is only known after condensing). Such a member is on course to
+   dominate the candidate.
+
+A pruned trial keeps its figures and intermediate accuracies; its reason says which rule and
+which trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+__all__ = ["Pruned", "Member", "FrontPruner"]
+
+
+class Pruned(Exception):
+    """Stop this trial: ``reason`` says why; ``figures`` holds what was measured so far."""
+
+    def __init__(self, reason: str, figures: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.figures: dict[str, Any] = dict(figures or {})
+
+
+COST_KEYS = {"latency": "latency_ms", "params": "params", "macs": "macs"}
+
+
+@dataclass(frozen=True)
+class Member:
+    """A completed trial as the pruner sees it."""
+
+    number: int
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str) -> Any:
+        return self.figures.get(key)
+
+
+def _front(members: Sequence[Member], objectives: Sequence[str]) -> list[Member]:
+    from .objective import OBJECTIVES, objective_values
+    from .pareto import pareto_mask, to_minimisation
+
+    usable = [m for m in members if all(OBJECTIVES[o][1] in m.figures for o in objectives)]
+    if not usable:
+        return []
+    pts = to_minimisation([objective_values(m.figures, objectives) for m in usable],
+                          [OBJECTIVES[o][0] for o in objectives])
+    return [m for m, keep in zip(usable, pareto_mask(pts)) if keep]
+
+
+class FrontPruner:
+    """The two rules above for one trial; ``report`` is ``evaluate_arch``'s hook."""
+
+    def __init__(self, objectives: Sequence[str], completed: Sequence[Member], enabled: bool = True,
+                 margin: float = 0.01) -> None:
+        self.objectives = list(objectives)
+        self.completed = [m for m in completed if m.get("accuracy") is not None]
+        self.enabled = enabled and "accuracy" in self.objectives and len(self.objectives) > 1
+        self.margin = margin
+        self._front: list[Member] | None = None
+
+    @property
+    def front(self) -> list[Member]:
+        if self._front is None:
+            self._front = _front(self.completed, self.objectives)
+        return self._front
+
+    def _costs(self) -> list[str]:
+        return [o for o in self.objectives if o != "accuracy"]
+
+    def before_training(self, fig: dict[str, Any]) -> str | None:
+        """Reason to skip the candidate before training, or None."""
+        if not self.enabled or not self.completed:
+            return None
+        costs = self._costs()
+        if any(COST_KEYS[o] not in fig for o in costs):
+            return None  # an objective is unknown before training: cannot decide
+        best_acc = max(float(m.get("accuracy")) for m in self.completed)
+        for m in self.completed:
+            acc = float(m.get("accuracy"))
+            if acc < best_acc:
+                continue
+            le, lt = True, False
+            for o in costs:
+                key = COST_KEYS[o]
+                mine, theirs = float(fig[key]), m.get(key)
+                if theirs is None:
+                    le = False
+                    break
+                theirs = float(theirs)
+                if o == "latency":
+                    mine -= float(fig.get("latency_iqr_ms", 0.0))
+                    theirs += float(m.get("latency_iqr_ms") or 0.0)
+                le &= theirs <= mine
+                lt |= theirs < mine
+            if le and lt:
+                return (f"pre-training skip: trial {m.number} (accuracy {acc:.4f}, the best seen) "
+                        f"is already no worse in {', '.join(costs)}")
+        return None
+
+    def _comparable(self, m: Member, fig: dict[str, Any]) -> bool:
+        for o in self._costs():
+            key = COST_KEYS[o]
+            if o == "latency" and "latency_ms" not in fig:
+                key = "macs"  # latency of a learned op is known after condensing only
+                if m.get(key) is None or fig.get(key) is None or float(m.get(key)) > float(fig[key]):
+                    return False
+                continue
+            theirs, mine = m.get(key), fig.get(key)
+            if theirs is None or mine is None:
+                return False
+            slack = float(fig.get("latency_iqr_ms", 0.0)) if o == "latency" else 0.0
+            if float(theirs) > float(mine) + slack:
+                return False
+        return True
+
+    def at_epoch(self, fig: dict[str, Any], epoch: int) -> str | None:
+        """Reason to stop the candidate after ``epoch`` (1-based), or None."""
+        if not self.enabled:
+            return None
+        acc = fig["acc_epochs"][epoch - 1]
+        for m in self.front:
+            curve = m.get("acc_epochs") or []
+            if len(curve) < epoch or not self._comparable(m, fig):
+                continue
+            if acc < float(curve[epoch - 1]) - self.margin:
+                return (f"stopped at epoch {epoch}: accuracy {acc:.4f} < {float(curve[epoch - 1]):.4f} "
+                        f"- {self.margin} of front member trial {m.number} at the same epoch and "
+                        "no higher cost")
+        return None
+
+    def report(self, stage: str, figures: dict[str, Any]) -> None:
+        """``evaluate_arch`` hook: raise ``Pruned`` when a rule fires."""
+        if stage == "costs":
+            why = self.before_training(figures)
+        elif stage == "epoch":
+            why = self.at_epoch(figures, len(figures["acc_epochs"]))
+        else:
+            why = None
+        if why:
+            raise Pruned(why, figures)

@@ -1,0 +1,34 @@
+"""Run the search commands as subprocesses (shared by the search tests).
+
+``TINY``: the smallest budget that still runs every stage of a trial (1 epoch on 120 digits,
+a 0.05 s latency budget). Every run gets one torch thread and a per-test latency lock.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--data-limit", "120", "--latency-seconds", "0.05", "--seed", "0"]
+
+
+def env(**extra: str) -> dict[str, str]:
+    e = dict(os.environ)
+    e.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}, **extra)
+    return e
+
+
+def run(module: str, *args: str, timeout: float = 300, extra_env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    """``python -m module args`` in the repository root; output captured as text."""
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env(**(extra_env or {})),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def popen(*args: str, extra_env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    """``python -m search.run args`` started in the background (stdout and stderr merged)."""
+    return subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=ROOT, env=env(**(extra_env or {})),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
