@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--address", default=None,
                    help="--backend ray: join the Ray cluster at auto or HOST:PORT (default: start a local instance)")
     g.add_argument("--cpus-per-trial", type=float, default=None,
-                   help="--backend ray: CPUs reserved per trial (default 1); --workers trials run at once")
+                   help="--backend ray: CPUs reserved per trial (default: local cores / --workers; 1 on a cluster)")
     g.add_argument("--scheduler", default=None, choices=("asha", "none"),
                    help="--backend ray: asha stops trials early on their per-epoch accuracy (default none)")
     g.add_argument("--seed", type=int, default=0, help="seed for sampling, data split and weights (default 0)")

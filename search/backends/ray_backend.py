@@ -52,7 +52,9 @@ from .optuna_backend import FIGURES, _previous, _trial_line, budget_used, make_s
 __all__ = ["run_search", "StudySearch", "start_ray", "SCHEDULERS", "RAY_DEFAULTS", "ray_options"]
 
 SCHEDULERS = ("none", "asha")
-RAY_DEFAULTS: dict[str, Any] = {"address": None, "cpus_per_trial": 1.0, "scheduler": "none", "max_failures": 2}
+#: cpus_per_trial None: a local instance shares this machine's cores among --workers (as the Optuna
+#: backend does); on a cluster each trial takes 1 CPU
+RAY_DEFAULTS: dict[str, Any] = {"address": None, "cpus_per_trial": None, "scheduler": "none", "max_failures": 2}
 META = "_groupnas"          # config key of the driver -> trainable message (not a search parameter)
 DIE_ENV, DIE_DIR_ENV = "GROUPNAS_RAY_DIE_TRIALS", "GROUPNAS_RAY_DIE_DIR"
 FORWARD_ENV_PREFIX = "GROUPNAS_"
@@ -407,6 +409,9 @@ def start_ray(address: str | None, num_cpus: int | None = None, run_dir: Path | 
 def ray_options(config: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """The run's Ray options: defaults < what config.json recorded < what this command gives."""
     opts = {**RAY_DEFAULTS, **config.get("ray", {}), **{k: v for k, v in given.items() if v is not None}}
+    if opts["cpus_per_trial"] is None:
+        workers = max(1, int(config.get("workers") or 1))
+        opts["cpus_per_trial"] = 1.0 if opts["address"] else float(max(1, (os.cpu_count() or 1) // workers))
     if opts["scheduler"] not in SCHEDULERS:
         from ..cli_errors import CliError
 
