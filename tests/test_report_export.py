@@ -103,10 +103,18 @@ def test_pruner_rules() -> None:
     members = [Member(0, {"accuracy": 0.9, "latency_ms": 1.0, "latency_iqr_ms": 0.05, "acc_epochs": [0.6, 0.8, 0.9]}),
                Member(1, {"accuracy": 0.8, "latency_ms": 0.5, "latency_iqr_ms": 0.05, "acc_epochs": [0.5, 0.7, 0.8]})]
     p = FrontPruner(["accuracy", "latency"], members, margin=0.01)
-    # slower than the best-accuracy trial beyond both spreads: cannot reach the front
-    assert p.before_training({"latency_ms": 1.5, "latency_iqr_ms": 0.05})
-    # within the spreads of it: kept (noise could reverse the order)
-    assert p.before_training({"latency_ms": 1.08, "latency_iqr_ms": 0.05}) is None
+    # slower than the best-accuracy trial, but the candidate could still beat its accuracy
+    # (0.9 + margin): kept
+    assert p.before_training({"latency_ms": 1.5, "latency_iqr_ms": 0.05}) is None
+    # at the ceiling (accuracy 1.0) nothing slower can reach the front: skipped beyond both
+    # spreads, kept within them (noise could reverse the order)
+    top = [Member(2, {"accuracy": 1.0, "latency_ms": 1.0, "latency_iqr_ms": 0.05}), *members]
+    ceiling = FrontPruner(["accuracy", "latency"], top, margin=0.01)
+    assert "trial 2" in ceiling.before_training({"latency_ms": 1.5, "latency_iqr_ms": 0.05})
+    assert ceiling.before_training({"latency_ms": 1.08, "latency_iqr_ms": 0.05}) is None
+    # a margin of 0 is the literal rule: the best accuracy seen so far
+    assert FrontPruner(["accuracy", "latency"], members, margin=0.0).before_training(
+        {"latency_ms": 1.5, "latency_iqr_ms": 0.05})
     # latency unknown before training (learned op): cannot decide
     assert p.before_training({"macs": 10}) is None
     # per epoch: behind a no-slower front member at the same epoch -> stopped
