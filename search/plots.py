@@ -3,7 +3,8 @@
 Each plot reads a ``runfolder.RunData`` (all checks done there) and only draws. The scatter
 is accuracy (up) against the first cost objective (latency when searched): dominated trials
 grey, the front in red joined as a staircase, baselines as black crosses labelled by name,
-the knee as a star. With three or more objectives the front is the full multi-objective front
+the knee as a star, pruned trials (cost known, no final accuracy) as ticks on the cost axis;
+the cost axis is logarithmic for params and MACs, and for latency when it spans over 5x. With three or more objectives the front is the full multi-objective front
 seen in two of them (members can then look dominated in the picture).
 """
 
@@ -90,10 +91,26 @@ def pareto_png(path: Path, data: Any, title: str = "") -> None:
     if data.baselines:
         bx, by = _xy(data.baselines, x, y)
         ax.scatter(bx, by, s=50, marker="x", c="black", label=f"baselines ({len(bx)})", zorder=4)
+    # pruned trials have a cost but no final accuracy: a tick on the cost axis each
+    key = {"latency": "latency_ms", "params": "params", "macs": "macs"}.get(x)
+    pruned = [float(r["attrs"][key]) for r in data.rows
+              if r["state"] == "PRUNED" and key and r["attrs"].get(key) is not None and not data.target]
+    if pruned:
+        ax.scatter(pruned, np.zeros(len(pruned)), marker="|", s=90, c="tab:blue", alpha=0.6, zorder=2,
+                   transform=ax.get_xaxis_transform(), clip_on=False,
+                   label=f"pruned ({len(pruned)}): cost only")
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS.get(y, y))
-    if x in ("params", "macs"):
-        ax.set_xscale("log")
+    xs_all = np.concatenate([_xy(complete, x, y)[0], np.array(pruned, dtype=float)])
+    xs_all = xs_all[xs_all > 0]
+    if x in ("params", "macs") or (len(xs_all) and xs_all.max() > 5 * xs_all.min()):
+        ax.set_xscale("log")   # wide cost ranges: one slow outlier would squash the rest
+        if x == "latency":     # plain numbers at 1, 2, 5 x 10^k ms rather than powers of ten only
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
     hv = f", HV {data.hv:.4g}" if data.hv is not None else ""
     ax.set_title(f"{title}: {len(complete)} completed trials{hv}", fontsize=10)
     ax.grid(alpha=0.3)
@@ -152,13 +169,16 @@ def hypervolume_png(path: Path, data: Any) -> None:
     numbers, hv = hv_history(data)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if numbers:
-        ax.plot(range(1, len(hv) + 1), hv, c="tab:blue", drawstyle="steps-post", label="front hypervolume")
-        n_base = sum(1 for r in data.rows if r["state"] == "COMPLETE" and r["values"] and r["baseline"])
-        if 0 < n_base < len(hv):
-            ax.axvline(n_base + 0.5, c="0.5", ls="--", lw=0.8, label=f"baselines done ({n_base})")
+        # x: trial number, so pruned and failed trials (which leave the front as it is) take their place
+        last = max(r["number"] for r in data.rows)
+        ax.step(numbers + [last], hv + [hv[-1]], where="post", c="tab:blue", label="front hypervolume")
+        ax.scatter(numbers, hv, s=10, c="tab:blue", zorder=3)
+        base = [r["number"] for r in data.rows if r["baseline"]]
+        if base and max(base) < last:
+            ax.axvline(max(base) + 0.5, c="0.5", ls="--", lw=0.8, label=f"baselines done ({len(set(base))})")
         ax.legend(fontsize=8, loc="lower right")
     ref = ", ".join(f"{o} {abs(v) if o == 'accuracy' else v:.3g}" for o, v in zip(data.objectives, data.ref or []))
-    ax.set_xlabel("completed trials")
+    ax.set_xlabel("trial number (dots: completed trials)")
     ax.set_ylabel("hypervolume")
     ax.set_title(f"hypervolume of the front (reference: {ref})" if numbers else "no completed trial", fontsize=9)
     ax.grid(alpha=0.3)
@@ -192,7 +212,6 @@ def layers_png(path: Path, data: Any) -> None:
                 ax.text(j, i, str(r["choices"].get(layer, "")), ha="center", va="center", fontsize=6)
         ax.set_xticks(range(len(layers)), layers, fontsize=7, rotation=30)
         ax.set_xlabel("searched layer (input to output)", fontsize=8)
-        ax.set_ylabel("front member: #trial accuracy latency", fontsize=8)
         ylabels = []
         for r in rows:
             lat = r["attrs"].get("latency_ms")
@@ -204,7 +223,8 @@ def layers_png(path: Path, data: Any) -> None:
                 label += f" {lat:.2f}ms"
             ylabels.append(label + (f" [{r['baseline']}]" if r["baseline"] else ""))
         ax.set_yticks(range(len(rows)), ylabels, fontsize=7)
-        ax.set_title("layer choices of the front (fastest first)", fontsize=9)
+        ax.set_title("layer choices of the front members (rows: #trial accuracy latency, fastest first)",
+                     fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -27,9 +27,10 @@ from .objective import OBJECTIVES, Settings
 __all__ = ["main", "build_parser", "BACKENDS", "DEFAULT_TRIALS"]
 
 from .backends import BACKENDS  # noqa: E402  (the Ray backend adds "ray" there)
-#: + the baselines. A full trial (3 epochs on digits, 1 s of latency) takes ~20-25 s on a quiet
-#: 2-core machine and pruned ones much less, so the default run takes about 10 minutes there.
-DEFAULT_TRIALS = 24
+#: + the baselines. A full trial (3 epochs on digits, 1 s of latency) took ~5 s on the 2-core
+#: dev machine when it was quiet (30 unpruned trials in 154 s) and pruned ones less, so the
+#: default run takes well under 10 minutes there (several times longer when the cores are shared).
+DEFAULT_TRIALS = 40
 DEFAULTS: dict[str, Any] = {"trials": DEFAULT_TRIALS, "timeout": None, "workers": 1}
 
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", default="optuna", help=f"search engine: {', '.join(BACKENDS)} (default optuna)")
     g.add_argument("--trials", type=int, default=None,
                    help=f"trials to search, on top of the baselines (default {DEFAULT_TRIALS}, chosen so that "
-                        "the default command takes about 10 minutes on a quiet 2-core machine; raise it, "
+                        "the default command takes under 10 minutes on a quiet 2-core machine; raise it, "
                         "or give --timeout, for a longer search)")
     g.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     g.add_argument("--sampler", default="nsga2", help="nsga2 (default), tpe, or random (the honest baseline)")

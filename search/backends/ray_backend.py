@@ -120,7 +120,7 @@ def _trainable(config: dict[str, Any], run: dict[str, Any]) -> None:
         torch.set_num_threads(max(1, int(run["cpus_per_trial"])))
     params = {k: v for k, v in config.items() if k != META}
     pruner = FrontPruner(settings.objectives, [Member(int(n), f) for n, f in meta.get("members", [])],
-                         settings.prune, settings.prune_margin)
+                         settings.prune and not meta.get("baseline"), settings.prune_margin)
 
     def hook(stage: str, figures: dict[str, Any]) -> None:
         pruner.report(stage, figures)
@@ -203,6 +203,8 @@ class StudySearch(OptunaSearch):
                 prev = _previous(done, sha, ot_trial.number)
                 if prev is not None:
                     meta["repeat_of"] = prev.number
+                elif ot_trial.user_attrs.get("baseline"):
+                    meta["baseline"] = True  # evaluated in full: the front is judged against it
                 elif self.prune:
                     members = [Member(t.number, t.user_attrs) for t in done
                                if t.state == TrialState.COMPLETE and t.user_attrs.get("repeat_of") is None]
