@@ -19,7 +19,6 @@ unit papers call FLOPs).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import os
 import time
@@ -147,11 +146,9 @@ def _emit(report: Callable[[str, dict[str, Any]], None] | None, stage: str, figu
 def _latency(model: torch.nn.Module, arch: Any, settings: Settings) -> dict[str, Any]:
     from evaluators.latency import measure_latency
 
-    budget = float(settings.latency_seconds)
-    options = {"max_seconds": budget / 2, "warmup_s": min(0.1, budget / 10)}
-    accepted = inspect.signature(measure_latency).parameters
+    budget = float(settings.latency_seconds)  # shared by the two memory formats
     res = measure_latency(model, tuple(arch.input_shape), batch_size=settings.latency_batch,
-                          threads=settings.threads, **{k: v for k, v in options.items() if k in accepted})
+                          threads=settings.threads, max_seconds=budget / 2, warmup_s=min(0.1, budget / 10))
     return {"latency_ms": res.median_ms, "latency_iqr_ms": res.iqr_ms, "latency_runs": res.runs,
             "threads": res.threads, "memory_format": res.memory_format, "node": res.node,
             "latency_batch": res.batch_size}

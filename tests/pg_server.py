@@ -12,11 +12,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from loopback import free_port
 
 RUN_AS = "postgres"
 
@@ -51,12 +52,6 @@ def missing() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class PgServer:
     url: str
@@ -89,7 +84,7 @@ def start() -> PgServer:
     if os.geteuid() == 0:
         user = pwd.getpwnam(RUN_AS)
         os.chown(root, user.pw_uid, user.pw_gid)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     res = _as_owner([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                      "--no-sync"])
     if res.returncode:

@@ -18,12 +18,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 DRAWS = 500
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_random_draws_valid_built_round_trip_and_every_choice_reached():

@@ -17,12 +17,7 @@ def digits():
     return load_data("digits", seed=0)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_learns_digits_well_above_chance(digits):
