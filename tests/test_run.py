@@ -29,8 +29,8 @@ from search_cli import TINY, popen, run
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def lock_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock"), **extra}
+def lock_env(tmp_path: Path) -> dict[str, str]:
+    return {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock")}
 
 
 def trials_of(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
@@ -54,7 +54,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("run")
     res = run("search.run", "--space", "groups", "--trials", "5", "--no-baselines", "--workers", "2", *TINY,
               "--out", str(tmp), "--name", "r1",
-              extra_env=lock_env(tmp, GROUPNAS_FAIL_TRIALS="2", GROUPNAS_TRIAL_SLEEP="1"))
+              extra_env=lock_env(tmp), hooks={"fail": [2], "sleep": 1})
     assert res.returncode == 0, res.stdout + res.stderr
     return tmp / "r1", res.stdout
 
@@ -278,9 +278,9 @@ def _one_running_after_a_finished(run_dir: Path) -> bool:
 
 
 def test_resume_after_sigkill(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = lock_env(tmp_path, GROUPNAS_TRIAL_SLEEP="1.2")
+    env = lock_env(tmp_path)
     args = ["--space", "groups", "--trials", "2", "--no-baselines", *TINY, "--out", str(tmp_path), "--name", "k"]
-    proc = popen(*args, extra_env=env)
+    proc = popen(*args, extra_env=env, hooks={"sleep": 1.2})
     run_dir = tmp_path / "k"
     try:
         _wait_for(lambda: _one_running_after_a_finished(run_dir))
@@ -309,9 +309,9 @@ def test_resume_after_sigkill(tmp_path: Path, capsys: pytest.CaptureFixture, mon
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_trials(tmp_path: Path) -> None:
-    env = lock_env(tmp_path, GROUPNAS_TRIAL_SLEEP="2")
+    env = lock_env(tmp_path)
     proc = popen("--space", "groups", "--trials", "4", "--no-baselines", *TINY, "--out", str(tmp_path),
-                 "--name", "c", extra_env=env)
+                 "--name", "c", extra_env=env, hooks={"sleep": 2})
     run_dir = tmp_path / "c"
     _wait_for(lambda: _one_running_after_a_finished(run_dir))
     proc.send_signal(signal.SIGINT)
@@ -341,7 +341,7 @@ def test_learned_ops_are_priced_and_timed_condensed(name: str) -> None:
     base = space.baselines()
     fixed = spaces.build_model(base["group-g4"])
     expect = (count_params(fixed), count_macs(fixed, (1, 32, 32)))
-    settings = Settings(space="learned", epochs=1, data_limit=120, latency_seconds=0.05, prune=False)
+    settings = Settings(epochs=1, data_limit=120, latency_seconds=0.05, prune=False)
     figures = evaluate_arch(base[name], settings)
     assert figures["learned"] is True
     assert (figures["params"], figures["macs"]) == expect, name
