@@ -216,6 +216,18 @@ def _bad(code: int, err: str) -> None:
     (["--storage", "nosuchdb://x/y"], "cannot open storage"),
     (["--proxy", "magic"], "unknown proxy"),
     (["--trials", "0"], "--trials must be positive"),
+    # issue 15: every option has a stated range
+    (["--threads", "100000"], "--threads must be at most"),
+    (["--seed", "-1"], "--seed must be between 0 and"),
+    (["--seed", str(2**40)], "--seed must be between 0 and"),
+    (["--population", "1"], "--population must be at least 2"),
+    (["--latency-batch", str(10**9)], "--latency-batch must be at most"),
+    (["--prune-margin", "nan"], "--prune-margin must be a finite number"),
+    (["--workers", "100000"], "--workers must be at most"),
+    (["--name", "../x"], "--name must be a plain folder name"),
+    (["--name", "/tmp/x"], "--name must be a plain folder name"),
+    (["--name", "a/b"], "--name must be a plain folder name"),
+    (["--timeout", "nan"], "--timeout must be positive"),
 ])
 def test_bad_run_input(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], words: str) -> None:
     code, _, err = call(capsys, run_cmd.main, "--trials", "1", *TINY, "--out", str(tmp_path), *args)
