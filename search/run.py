@@ -61,6 +61,7 @@ def _new_run(args: Any) -> tuple[Path, RunConfig, Any]:
     import optuna
 
     from .objective import get_data
+    from .samplers import default_population
     from .storage import JOURNAL, machine_info, new_run_dir, open_storage, write_config
     from .study import create_study, enqueue_baselines
 
@@ -76,7 +77,8 @@ def _new_run(args: Any) -> tuple[Path, RunConfig, Any]:
     baselines = () if args.no_baselines else tuple(space.baseline_params())
     config = RunConfig(space=args.space, backbone=args.backbone, settings=settings,
                        input_shape=tuple(data.input_shape), num_classes=data.num_classes, study_name=run_dir.name,
-                       storage=storage_spec, backend=args.backend, sampler=args.sampler, population=args.population,
+                       storage=storage_spec, backend=args.backend, sampler=args.sampler,
+                       population=args.population or default_population(trials),
                        trials=trials, baselines=baselines, timeout=args.timeout, workers=args.workers or 1,
                        command=" ".join(sys.argv), data_summary=data.describe(),
                        space_size=str(getattr(space, "size", "")), machine=machine_info(),

@@ -6,10 +6,11 @@ import functools
 import json
 import sys
 
+from trial_hooks import TrialHook
+
 from search import run
 from search.cli_errors import run_cli
 from search.hooks import Hooks
-from trial_hooks import TrialHook
 
 
 def hooks_from(spec: dict) -> Hooks:

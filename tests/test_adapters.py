@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.distributions import IntDistribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend

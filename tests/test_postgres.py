@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
-
 import pg_server
+import pytest
 from search_cli import TINY, popen, run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from search_cli import TINY, popen
 
 from search.runfolder import load_run
-from search_cli import TINY, popen
 
 
 def _trials(run_dir: Path) -> list:

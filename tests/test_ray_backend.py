@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 import pytest
 import torch
+from search_cli import TINY, env, popen, run
 
 from search.runfolder import load_run
-from search_cli import TINY, env, popen, run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -143,7 +143,8 @@ def test_ray_interrupt_and_resume(cluster, tmp_path: Path) -> None:
     assert not any(t.state.name == "RUNNING" for t in trials)
     before = {t.number: (t.state.name, t.values) for t in trials if t.state.is_finished()}
     assert any(s == "COMPLETE" for s, _ in before.values())
-    res = run("search.run", "--resume", str(run_dir), extra_env={"GROUPNAS_LATENCY_LOCK": extra["GROUPNAS_LATENCY_LOCK"]},
+    res = run("search.run", "--resume", str(run_dir),
+              extra_env={"GROUPNAS_LATENCY_LOCK": extra["GROUPNAS_LATENCY_LOCK"]},
               timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     after = {t.number: t for t in load_run(run_dir)[1].get_trials(deepcopy=False)}

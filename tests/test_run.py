@@ -13,18 +13,18 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import optuna
 import pytest
 import torch
+from search_cli import TINY, popen, run
 
 from search import export as export_cmd
 from search import report as report_cmd
 from search import run as run_cmd
 from search.cli_errors import run_cli
 from search.runfolder import load_run
-from search_cli import TINY, popen, run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -190,7 +190,8 @@ def test_export_builds_and_runs(finished_run: tuple[Path, str], tmp_path: Path,
     best = max(doc["members"], key=lambda m: m["values"]["accuracy"])
     assert json.loads((tmp_path / "max-accuracy.json").read_text()) == best["arch"]
     fastest = min(doc["members"], key=lambda m: m["values"]["latency"])
-    code, _, _ = call(capsys, export_cmd.main, str(run_dir), "--pick", f"latency<={fastest['values']['latency'] + 1e-9}",
+    limit = fastest["values"]["latency"] + 1e-9
+    code, _, _ = call(capsys, export_cmd.main, str(run_dir), "--pick", f"latency<={limit}",
                       "--out", str(tmp_path / "lat.json"))
     assert code == 0 and json.loads((tmp_path / "lat.json").read_text()) == fastest["arch"]
     code, _, err = call(capsys, export_cmd.main, str(run_dir), "--pick", "front", "--out", str(tmp_path / "front"))
