@@ -8,8 +8,9 @@ memory formats NCHW ``contiguous`` and NHWC ``channels_last`` tried, the faster 
 
 How: interleaved with the fixed reference network (``evaluators.reference``) in pairs --
 candidate sample, reference sample, ... -- until the last ``window`` per-pair ratios agree
-within ``tolerance`` (``IQR / median``) or the time cap; ``ref_ratio`` is the median ratio
-over all pairs (``evaluators.interleave``). Milliseconds are ``median_ms = ref_ratio *
+within ``tolerance`` (``IQR / median``), the minimums settle, or the time cap; ``ref_ratio``
+is ``min(candidate samples) / min(reference samples)`` over all pairs (``evaluators.interleave``
+says why the minimum: it survives a heavily loaded machine where the median does not). Milliseconds are ``median_ms = ref_ratio *
 ref_ms``, where ``ref_ms`` is the per-machine calibration of the reference for the same
 runtime / device / threads / batch / shape, measured once and cached outside the run
 (``evaluators.calibration``, ``$GROUPNAS_CACHE_DIR``). Machine drift between processes or over
@@ -51,14 +52,15 @@ RUNTIMES = ("torch", "onnxruntime")
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """Per-forward latency of one batch, ms: ``median_ms = ref_ratio * ref_ms``.
+    """Per-forward latency of one batch, ms: ``median_ms = ref_ratio * ref_ms`` (the name is kept
+    for compatibility; it is the reference-relative figure, see the module doc).
 
-    ``iqr_ms`` is the IQR of the per-pair ratios times ``ref_ms``; ``cv`` the robust coefficient
-    of variation ``(IQR / 1.349) / median`` and ``spread`` ``IQR / median`` of the ratios;
+    ``spread`` is ``IQR / median`` of the per-pair ratios, ``iqr_ms = spread * median_ms``,
+    ``cv`` the robust coefficient of variation ``spread / 1.349``;
     ``runs`` the pairs drawn (all used); ``inner`` the calls averaged per sample; ``converged``
     whether the last ``window`` ratios met the tolerance before the time cap; ``formats`` maps
     every memory format tried to its median ms; ``raw_ms`` the candidate's absolute median
-    in its pairs (what the old method reported); ``calibration`` the cache key of ``ref_ms``.
+    in its pairs (absolute, drifts with the machine); ``calibration`` the cache key of ``ref_ms``.
     """
 
     median_ms: float
@@ -219,10 +221,11 @@ def measure_round(models: Mapping[str, nn.Module], input_shape: tuple[int, int, 
 def _result(s: PairStats, fmt: str, formats: dict[str, float], ref_ms: float, key: str, threads: int,
             device: str, batch_size: int, runtime: str, shape: tuple[int, ...], node: str,
             ref_name: str) -> LatencyResult:
-    q1, ratio, q3 = quartiles(list(s.ratios))
-    spread = (q3 - q1) / ratio if ratio > 0 else 0.0
+    q1, med, q3 = quartiles(list(s.ratios))
+    spread = (q3 - q1) / med if med > 0 else 0.0
+    ratio = s.ratio
     return LatencyResult(
-        median_ms=ratio * ref_ms, iqr_ms=(q3 - q1) * ref_ms, runs=len(s.ratios), threads=threads, memory_format=fmt,
+        median_ms=ratio * ref_ms, iqr_ms=spread * ratio * ref_ms, runs=len(s.ratios), threads=threads, memory_format=fmt,
         device=device, batch_size=batch_size, cv=spread / 1.349, inner=s.inner, converged=s.converged,
         drawn=len(s.ratios), node=node, formats=formats, runtime=runtime, input_shape=shape, ref_ratio=ratio,
         ref_ms=ref_ms, spread=spread, raw_ms=statistics.median(s.cand_ms), reference=ref_name, calibration=key)
