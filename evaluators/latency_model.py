@@ -13,7 +13,8 @@ ratios to the reference and ms (x the calibrated ``ref_ms``) in a per-machine ta
 ``$GROUPNAS_CACHE_DIR/latency-table.json`` (see ``evaluators.calibration``), reused across runs.
 A network is priced in the memory format whose layer sum is smaller: ``S = min_f sum_l t_l,f``.
 
-Correction (``fit_correction``): least squares (ridge 1e-6) of the measured latency on
+Correction (``fit_correction``): least squares (minimum-norm ``numpy.linalg.lstsq``) of the
+measured latency on
 ``[S, 1, n_op]`` -- the layer sum, a constant (framework overhead per call) and per-op-family
 layer counts (what a sum of isolated layers misses: caches warm across layers, fused graphs
 on onnxruntime). Fitted per setting on archs the caller measured, stored in the same table;
@@ -164,8 +165,7 @@ def fit_correction(archs: Sequence[Any], measured_ms: Sequence[float], input_sha
     families = sorted({op for a in archs for op in [a.stem.op, *(layer.op for layer in a.layers)]})
     x = np.stack([features(a, families, shape, batch_size, threads, runtime, cache=cache) for a in archs])
     y = np.asarray(measured_ms, dtype=np.float64)
-    ridge = 1e-6 * np.eye(x.shape[1])
-    coef = np.linalg.solve(x.T @ x + ridge * max(1.0, float(np.trace(x.T @ x))), x.T @ y)
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]  # minimum-norm: counts summing to the depth are collinear
     fit = {"families": families, "coef": [float(c) for c in coef], "n": len(archs),
            "residual_median_rel": float(np.median(np.abs(x @ coef - y) / y))}
     path = table_path(cache)
