@@ -15,6 +15,7 @@ layer sum, and predictions per second (table warm).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"))
     ap.add_argument("--seconds", type=float, default=0.25, help="measure_latency cap per format")
     ap.add_argument("--quick", action="store_true", help="30 fit, 60 test archs")
+    ap.add_argument("--keep", default=None, help="folder to keep the table, calibration and measurements in "
+                                                 "(a rerun refits without remeasuring)")
     args = ap.parse_args(argv)
     if args.quick:
         args.fit, args.test = min(args.fit, 30), min(args.test, 60)
@@ -68,13 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     test_set = _archs(args.test, 2, shape, {a.to_json() for a in fit_set})
     print(f"{len(fit_set)} fit + {len(test_set)} test archs from 'mixed' (small backbone), shape {args.shape}, "
           f"batch 1, 1 thread, runtime {args.runtime}; {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}", flush=True)
-    with tempfile.TemporaryDirectory(prefix="groupnas-lm-") as cache:
+    with tempfile.TemporaryDirectory(prefix="groupnas-lm-") as tmp:
+        cache = args.keep or tmp
         os.environ["GROUPNAS_CACHE_DIR"] = cache  # calibration and table fresh, side by side
         t0 = time.perf_counter()
+        kept = Path(cache) / "measured.json"
+        done = json.loads(kept.read_text()) if kept.is_file() else {}
 
         def measure(archs: list) -> np.ndarray:
-            return np.array([measure_latency(condense_model(build_model(a, seed=0)), shape, threads=1,
-                                             runtime=args.runtime, max_seconds=args.seconds).median_ms for a in archs])
+            for a in archs:
+                if a.to_json() not in done:
+                    done[a.to_json()] = measure_latency(condense_model(build_model(a, seed=0)), shape, threads=1,
+                                                        runtime=args.runtime, max_seconds=args.seconds).median_ms
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            kept.write_text(json.dumps(done))
+            return np.array([done[a.to_json()] for a in archs])
 
         y_fit = measure(fit_set)
         y_test = measure(test_set)

@@ -14,10 +14,10 @@ ratios to the reference and ms (x the calibrated ``ref_ms``) in a per-machine ta
 A network is priced in the memory format whose layer sum is smaller: ``S = min_f sum_l t_l,f``.
 
 Correction (``fit_correction``): least squares (minimum-norm ``numpy.linalg.lstsq``) of the
-measured latency on
-``[S, 1, n_op]`` -- the layer sum, a constant (framework overhead per call) and per-op-family
-layer counts (what a sum of isolated layers misses: caches warm across layers, fused graphs
-on onnxruntime). Fitted per setting on archs the caller measured, stored in the same table;
+measured latency on ``[S, 1, S_op]`` -- the layer sum, a constant (framework overhead per
+call) and per op family the summed cost of its layers (a per-family scale for what a sum of
+isolated layers misses: caches warm across layers, fused graphs on onnxruntime), the family
+terms shrunk by a ridge penalty towards ``a S + b``. Fitted per setting on archs the caller measured, stored in the same table;
 without a fit the prediction is ``S``. ``predict_latency`` never measures a network.
 """
 
@@ -36,7 +36,7 @@ from .calibration import CALIBRATION_FILE, cache_dir, calibrate, calibration_key
 from .interleave import time_pairs
 from .reference import REFERENCE_NAME, reference_network
 
-__all__ = ["TABLE_FILE", "predict_latency", "fit_correction", "layer_sum", "features", "unit_keys",
+__all__ = ["TABLE_FILE", "arch_at_shape", "predict_latency", "fit_correction", "layer_sum", "features", "unit_keys",
            "table_path"]
 
 TABLE_FILE = "latency-table.json"
@@ -51,7 +51,9 @@ def _setting(runtime: str, threads: int, batch: int, shape: tuple[int, ...]) -> 
     return calibration_key(runtime, "cpu", threads, batch, shape, REFERENCE_NAME)
 
 
-def _at_shape(arch: Any, shape: tuple[int, int, int] | None) -> Any:
+def arch_at_shape(arch: Any, shape: tuple[int, int, int] | None) -> Any:
+    """``arch`` with its input shape replaced (the nets are fully convolutional; a GDC head is
+    rebuilt for the new feature map): what is timed at a deployment shape."""
     if shape is None or tuple(shape) == tuple(arch.input_shape):
         return arch
     return dataclasses.replace(arch, input_shape=tuple(int(v) for v in shape))
@@ -134,7 +136,7 @@ def _measure_units(arch: Any, missing: list[tuple[str, str, int]], setting: str,
 def layer_sum(arch: Any, input_shape: tuple[int, int, int] | None = None, batch_size: int = 1, threads: int = 1,
               runtime: str = "torch", *, cache: str | None = None, seconds: float = 0.3) -> float:
     """``S``: the smaller over memory formats of the summed layer costs, ms (measures missing layers)."""
-    arch = _at_shape(arch, input_shape)
+    arch = arch_at_shape(arch, input_shape)
     setting = _setting(runtime, threads, batch_size, tuple(arch.input_shape))
     path = table_path(cache)
     doc = _load(path)
@@ -148,25 +150,42 @@ def layer_sum(arch: Any, input_shape: tuple[int, int, int] | None = None, batch_
 
 def features(arch: Any, families: Sequence[str], input_shape: tuple[int, int, int] | None = None,
              batch_size: int = 1, threads: int = 1, runtime: str = "torch", *, cache: str | None = None) -> np.ndarray:
-    """``[S, 1, n_family...]`` of ``arch`` (``n_family``: its layers whose op is that family)."""
-    arch = _at_shape(arch, input_shape)
-    ops = [arch.stem.op, *(layer.op for layer in arch.layers)]
+    """``[S, 1, S_family...]`` of ``arch``: the layer sum, a constant, and per op family the summed
+    cost of its layers of that family (in the format that prices ``S``)."""
+    arch = arch_at_shape(arch, input_shape)
     s = layer_sum(arch, None, batch_size, threads, runtime, cache=cache)
-    return np.array([s, 1.0, *(ops.count(f) for f in families)], dtype=np.float64)
+    setting = _setting(runtime, threads, batch_size, tuple(arch.input_shape))
+    units = _load(table_path(cache))["units"]
+    keys = unit_keys(arch, batch_size)
+    entries = [units[f"{setting}|{k}"]["ms"] for k, _, _ in keys]
+    fmt = min(entries[0], key=lambda f: sum(e[f] for e in entries))
+    ops = [arch.stem.op, *(layer.op for layer in arch.layers), "head"]
+    per = {f: 0.0 for f in families}
+    for op, e in zip(ops, entries):
+        if op in per:
+            per[op] += e[fmt]
+    return np.array([s, 1.0, *per.values()], dtype=np.float64)
 
 
 def fit_correction(archs: Sequence[Any], measured_ms: Sequence[float], input_shape: tuple[int, int, int] | None = None,
                    batch_size: int = 1, threads: int = 1, runtime: str = "torch", *,
-                   cache: str | None = None) -> dict[str, Any]:
-    """Fit the correction on ``archs`` and their measured latency; store and return it."""
+                   cache: str | None = None, ridge: float = 1.0) -> dict[str, Any]:
+    """Fit the correction on ``archs`` and their measured latency; store and return it.
+
+    ``ridge`` shrinks the per-family terms towards 0 (i.e. towards ``a S + b``), in units of the
+    mean squared family feature times the number of archs; ``ridge=0``: plain least squares."""
     if len(archs) != len(measured_ms) or len(archs) < 3:
         raise ValueError("fit_correction needs at least 3 archs, each with its measured latency")
-    shape = tuple(_at_shape(archs[0], input_shape).input_shape)
+    shape = tuple(arch_at_shape(archs[0], input_shape).input_shape)
     families = sorted({op for a in archs for op in [a.stem.op, *(layer.op for layer in a.layers)]})
     x = np.stack([features(a, families, shape, batch_size, threads, runtime, cache=cache) for a in archs])
     y = np.asarray(measured_ms, dtype=np.float64)
-    coef = np.linalg.lstsq(x, y, rcond=None)[0]  # minimum-norm: counts summing to the depth are collinear
-    fit = {"families": families, "coef": [float(c) for c in coef], "n": len(archs),
+    penalty = np.zeros(x.shape[1])
+    if ridge > 0 and x.shape[1] > 2:
+        penalty[2:] = ridge * len(y) * max(float(np.mean(x[:, 2:] ** 2)), 1e-12)
+    a = np.vstack([x, np.diag(np.sqrt(penalty))])  # ridge as extra rows; lstsq keeps it minimum-norm
+    coef = np.linalg.lstsq(a, np.concatenate([y, np.zeros(x.shape[1])]), rcond=None)[0]
+    fit = {"families": families, "coef": [float(c) for c in coef], "n": len(archs), "ridge": ridge,
            "residual_median_rel": float(np.median(np.abs(x @ coef - y) / y))}
     path = table_path(cache)
     doc = _load(path)
@@ -181,7 +200,7 @@ def predict_latency(arch: Any, input_shape: tuple[int, int, int] | None = None, 
     (default ``"torch"``): the fitted correction of the layer sum when one exists for this
     setting, else the layer sum itself (see the module doc)."""
     runtime = runtime or "torch"
-    arch = _at_shape(arch, input_shape)
+    arch = arch_at_shape(arch, input_shape)
     fit = _load(table_path(cache))["fits"].get(_setting(runtime, threads, batch_size, tuple(arch.input_shape)))
     if not fit:
         return layer_sum(arch, None, batch_size, threads, runtime, cache=cache)
