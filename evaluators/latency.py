@@ -90,6 +90,15 @@ class LatencyResult:
         d["input_shape"] = list(self.input_shape)
         return d
 
+    def record(self) -> dict[str, Any]:
+        """The flat fields a trial record stores (``search.objective``'s ``latency_*`` attrs)."""
+        return {"latency_ms": self.median_ms, "latency_iqr_ms": self.iqr_ms, "latency_runs": self.runs,
+                "threads": self.threads, "memory_format": self.memory_format, "node": self.node,
+                "latency_batch": self.batch_size, "latency_shape": list(self.input_shape),
+                "latency_runtime": self.runtime, "latency_ref_ratio": self.ref_ratio, "latency_ref_ms": self.ref_ms,
+                "latency_spread": self.spread, "latency_converged": self.converged,
+                "latency_calibration": self.calibration}
+
 
 def _device(device: str) -> torch.device:
     try:

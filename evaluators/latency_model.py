@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -98,8 +99,6 @@ def _measure_units(arch: Any, missing: list[tuple[str, str, int]], setting: str,
     fmts = ("contiguous",) if runtime == "onnxruntime" else ("contiguous", "channels_last")
     gen = torch.Generator().manual_seed(0)
     fns: dict[str, Any] = {}
-    import tempfile
-
     from .latency import _ort_fn, _torch_fn
 
     with contextlib.ExitStack() as stack:
@@ -169,7 +168,7 @@ def features(arch: Any, families: Sequence[str], input_shape: tuple[int, int, in
 
 def fit_correction(archs: Sequence[Any], measured_ms: Sequence[float], input_shape: tuple[int, int, int] | None = None,
                    batch_size: int = 1, threads: int = 1, runtime: str = "torch", *,
-                   cache: str | None = None, ridge: float = 1.0) -> dict[str, Any]:
+                   cache: str | None = None, ridge: float = 10.0) -> dict[str, Any]:
     """Fit the correction on ``archs`` and their measured latency; store and return it.
 
     ``ridge`` shrinks the per-family terms towards 0 (i.e. towards ``a S + b``), in units of the
