@@ -5,7 +5,9 @@
 Archs come from ``spaces.get_space(--space)`` sampled at random (Optuna ``RandomSampler``);
 while that does not exist, from random edits of the ``small`` backbone with the ops in
 ``spaces.OPS``. Learned ops are timed condensed (``spaces.condense_model``). Each arch is
-measured in pass 1, then all again in pass 2. Printed: Spearman between the passes, the
+measured with ``measure_latency`` (interleaved with the reference network, ratio x the
+per-machine calibration) in pass 1, then all again in pass 2; across processes see
+``bench/latency_repro.py``. Printed: Spearman between the passes, the
 median within-measurement CV (robust, IQR/1.349/median), the median between-pass CV
 (sample std / mean of the two medians), the share of archs whose chosen memory format agrees
 across passes, and seconds per measurement. Targets: Spearman >= 0.95, median CV <= 3 %.

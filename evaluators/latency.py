@@ -1,63 +1,66 @@
-"""Measured inference latency: ``measure_latency(model, input_shape) -> LatencyResult``.
+"""Measured inference latency that reproduces across processes: ``measure_latency`` / ``measure_round``.
 
-The model is timed on a private copy in eval mode under ``torch.inference_mode``, with a fixed
-thread count (the caller's is restored afterwards), after a warm-up, in both memory formats
-(NCHW ``contiguous`` and NHWC ``channels_last``: grouped and depthwise convs differ by up to
-several times between them on CPU); the faster is reported with the format used.
+What is timed: a private eval-mode copy of the model under ``torch.inference_mode`` with a
+fixed thread count (the caller's is restored), on ``runtime="torch"`` (eager PyTorch, both
+memory formats NCHW ``contiguous`` and NHWC ``channels_last`` tried, the faster reported) or
+``runtime="onnxruntime"`` (the model exported to ONNX, ``evaluators.onnx_runtime``, run in an
+``InferenceSession`` with ``intra_op_num_threads = threads``, NCHW).
 
-Timing (nanoGPT ``bench.py`` style): each sample is the mean of ``inner`` back-to-back forward
-passes, ``inner`` chosen so a sample lasts about ``min_sample_ms``. Samples are drawn until the
-last ``window`` of them agree -- relative spread ``IQR / median <= tolerance`` -- and the
-median and IQR of that window are reported; a burst of interference from other processes thus
-delays the answer instead of skewing it. At the time cap (``max_seconds`` per format) the
-window with the smallest spread is reported and ``converged`` is False. On CUDA each sample
-is bracketed by CUDA events and synchronised.
+How: interleaved with the fixed reference network (``evaluators.reference``) in pairs --
+candidate sample, reference sample, ... -- until the last ``window`` per-pair ratios agree
+within ``tolerance`` (``IQR / median``), the minimums settle, or the time cap; ``ref_ratio``
+is ``min(candidate samples) / min(reference samples)`` over all pairs (``evaluators.interleave``
+says why the minimum: it survives a heavily loaded machine where the median does not). Milliseconds are ``median_ms = ref_ratio *
+ref_ms``, where ``ref_ms`` is the per-machine calibration of the reference for the same
+runtime / device / threads / batch / shape, measured once and cached outside the run
+(``evaluators.calibration``, ``$GROUPNAS_CACHE_DIR``). Machine drift between processes or over
+minutes hits candidate and reference alike and cancels in the ratio; ``raw_ms`` keeps the
+absolute median of the candidate's own samples. On CUDA every sample is synchronised.
 
-One measurement at a time per machine: every measurement holds an exclusive ``fcntl`` file
-lock (``$GROUPNAS_LATENCY_LOCK``, default ``<tempdir>/groupnas-latency.lock``); other code
-that must not overlap a measurement reuses it through ``measurement_lock()``.
+``measure_round(models, ...)`` times many models in ONE interleaved round (rotating order),
+so that figures meant to be compared (the front and the baselines at the end of a run) come
+from the same window. Every measurement holds the machine-wide lock (``measurement_lock``,
+``compute_slot``, ``lock_path`` live in ``evaluators.machine_lock`` and are re-exported).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
-import os
+import hashlib
 import socket
 import statistics
 import tempfile
-import threading
-import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-__all__ = ["LatencyResult", "LatencyError", "LockBusy", "measure_latency", "measurement_lock", "compute_slot",
-           "lock_path", "FORMATS"]
+from .calibration import calibrate, calibration_info, calibration_key, get_calibration
+from .interleave import PairStats, quartiles, time_pairs
+from .machine_lock import LOCK_ENV, LatencyError, LockBusy, compute_slot, lock_path, measurement_lock
+from .reference import REFERENCE_NAME, reference_network
+
+__all__ = ["LatencyResult", "LatencyError", "LockBusy", "measure_latency", "measure_round", "calibration_info",
+           "measurement_lock", "compute_slot", "lock_path", "FORMATS", "RUNTIMES", "LOCK_ENV"]
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-LOCK_ENV = "GROUPNAS_LATENCY_LOCK"
-
-
-class LatencyError(RuntimeError):
-    """The measurement cannot run as asked (e.g. ``device="cuda"`` without a GPU)."""
-
-
-class LockBusy(LatencyError):
-    """Another process holds the measurement lock and we were asked not to wait (longer)."""
+RUNTIMES = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """Per-forward latency of one batch: median and IQR over the ``runs`` accepted samples, ms.
+    """Per-forward latency of one batch, ms: ``median_ms = ref_ratio * ref_ms`` (the name is kept
+    for compatibility; it is the reference-relative figure, see the module doc).
 
-    ``cv`` is the robust coefficient of variation ``(IQR / 1.349) / median``; ``inner`` the
-    forward passes averaged per sample; ``drawn`` the samples taken in all (earlier, noisier
-    windows are discarded); ``converged`` whether the tolerance was met before the time cap;
-    ``formats`` maps every memory format tried to its median; ``node`` is the host name.
+    ``spread`` is ``IQR / median`` of the per-pair ratios, ``iqr_ms = spread * median_ms``,
+    ``cv`` the robust coefficient of variation ``spread / 1.349``;
+    ``runs`` the pairs drawn (all used); ``inner`` the calls averaged per sample; ``converged``
+    whether the last ``window`` ratios met the tolerance before the time cap; ``formats`` maps
+    every memory format tried to its median ms; ``raw_ms`` the candidate's absolute median
+    in its pairs (absolute, drifts with the machine); ``calibration`` the cache key of ``ref_ms``.
     """
 
     median_ms: float
@@ -73,126 +76,28 @@ class LatencyResult:
     drawn: int = 0
     node: str = ""
     formats: dict[str, float] = field(default_factory=dict)
+    runtime: str = "torch"
+    input_shape: tuple[int, ...] = ()
+    ref_ratio: float = 0.0
+    ref_ms: float = 0.0
+    spread: float = 0.0
+    raw_ms: float = 0.0
+    reference: str = REFERENCE_NAME
+    calibration: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
 
-
-# ----------------------------------------------------------------------------- the lock
-#
-# A writer-preferring reader/writer lock over two files. A measurement takes the gate, then the
-# lock file, both exclusively: it waits for compute steps in flight to end, and new ones wait
-# at the gate meanwhile. A compute step (``compute_slot``: one training batch of a trial) takes
-# the gate shared and the lock file shared, and lets the gate go: steps of many trials run
-# together, but never while a measurement on this machine is timing.
-
-def lock_path() -> str:
-    """The lock file: ``$GROUPNAS_LATENCY_LOCK`` or ``<tempdir>/groupnas-latency.lock``."""
-    return os.environ.get(LOCK_ENV) or os.path.join(tempfile.gettempdir(), "groupnas-latency.lock")
-
-
-_guard = threading.RLock()
-_held: dict[str, Any] = {"pid": None, "depth": 0, "fd": None}
-
-
-@contextlib.contextmanager
-def measurement_lock(blocking: bool = True, timeout: float | None = None) -> Iterator[None]:
-    """Hold the machine-wide latency lock (exclusive ``flock``) for the ``with`` body.
-
-    Re-entrant within a process (a measurement inside a held lock does not deadlock).
-    ``blocking=False``: raise ``LockBusy`` at once if another process holds it; ``timeout``:
-    wait at most that many seconds, then raise ``LockBusy``.
-    """
-    if not _guard.acquire(blocking=blocking, timeout=-1 if timeout is None or not blocking else timeout):
-        raise LockBusy(f"latency lock {lock_path()} is held by another thread of this process")
-    try:
-        if _held["pid"] != os.getpid():  # fresh process (or forked child): nothing held here
-            _held.update(pid=os.getpid(), depth=0, fd=None)
-        if _held["depth"] == 0:
-            _held["fd"] = _acquire_file_lock(blocking, timeout)
-        _held["depth"] += 1
-        try:
-            yield
-        finally:
-            _held["depth"] -= 1
-            if _held["depth"] == 0:
-                fd, _held["fd"] = _held["fd"], None
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-    finally:
-        _guard.release()
-
-
-@contextlib.contextmanager
-def compute_slot() -> Iterator[None]:
-    """Hold a shared slot for one short compute step (a training batch).
-
-    No latency measurement on this machine runs while any slot is held, and a waiting
-    measurement keeps new slots from starting. Inside this process's own measurement the slot
-    is a no-op. A lock file that cannot be opened makes the slot a no-op too (training must
-    not fail for it).
-    """
-    if _held["pid"] == os.getpid() and _held["depth"] > 0:
-        yield
-        return
-    try:
-        gate = _flock_path(_gate_path(), fcntl.LOCK_SH, True, None)
-    except LatencyError:
-        yield
-        return
-    try:
-        fd = _flock_path(lock_path(), fcntl.LOCK_SH, True, None)
-    finally:
-        fcntl.flock(gate, fcntl.LOCK_UN)
-        os.close(gate)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-def _acquire_file_lock(blocking: bool, timeout: float | None) -> int:
-    """Exclusive lock on the gate (stops new compute slots), then on the lock file itself."""
-    gate = _flock_path(_gate_path(), fcntl.LOCK_EX, blocking, timeout)
-    try:
-        return _flock_path(lock_path(), fcntl.LOCK_EX, blocking, timeout)
-    finally:
-        fcntl.flock(gate, fcntl.LOCK_UN)
-        os.close(gate)
-
-
-def _gate_path() -> str:
-    return lock_path() + ".gate"
-
-
-def _flock_path(path: str, mode: int, blocking: bool, timeout: float | None) -> int:
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise LatencyError(f"cannot open the latency lock file {path} ({err}); set {LOCK_ENV} "
-                           "to a writable path") from None
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        try:
-            flags = mode if (blocking and deadline is None) else mode | fcntl.LOCK_NB
-            fcntl.flock(fd, flags)
-            return fd
-        except BlockingIOError:
-            if not blocking or (deadline is not None and time.monotonic() >= deadline):
-                os.close(fd)
-                waited = "" if not blocking else f" after {timeout} s"
-                raise LockBusy(f"latency lock {path} is held by another process{waited}") from None
-            time.sleep(0.01)
-
-
-# ----------------------------------------------------------------------------- timing
-
-def _quartiles(values: list[float]) -> tuple[float, float, float]:
-    if len(values) < 2:
-        return values[0], values[0], values[0]
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return q1, q2, q3
+    def record(self) -> dict[str, Any]:
+        """The flat fields a trial record stores (``search.objective``'s ``latency_*`` attrs)."""
+        return {"latency_ms": self.median_ms, "latency_iqr_ms": self.iqr_ms, "latency_runs": self.runs,
+                "threads": self.threads, "memory_format": self.memory_format, "node": self.node,
+                "latency_batch": self.batch_size, "latency_shape": list(self.input_shape),
+                "latency_runtime": self.runtime, "latency_ref_ratio": self.ref_ratio, "latency_ref_ms": self.ref_ms,
+                "latency_spread": self.spread, "latency_converged": self.converged,
+                "latency_calibration": self.calibration}
 
 
 def _device(device: str) -> torch.device:
@@ -208,107 +113,143 @@ def _device(device: str) -> torch.device:
     return dev
 
 
-def _time_format(model: nn.Module, x: torch.Tensor, dev: torch.device, warmup_s: float,
-                 min_sample_ms: float, window: int, max_runs: int, max_seconds: float,
-                 tolerance: float) -> tuple[list[float], int, int, bool]:
-    """The accepted window of samples (ms per forward), ``inner``, samples drawn, converged."""
-    cuda = dev.type == "cuda"
-
-    def run(n: int) -> float:
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(n):
-                model(x)
-            end.record()
-            torch.cuda.synchronize(dev)
-            return start.elapsed_time(end) / n
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            model(x)
-        return (time.perf_counter_ns() - t0) / 1e6 / n
-
-    # Warm-up (allocator, kernel selection, caches) and calibration of `inner`.
-    t_end = time.perf_counter() + warmup_s
-    one = run(1)
-    while time.perf_counter() < t_end:
-        one = min(one, run(1))
-    inner = max(1, int(min_sample_ms / max(one, 1e-3)))
-    samples: list[float] = []
-    best: tuple[float, list[float]] = (float("inf"), [])
-    t_cap = time.perf_counter() + max_seconds
-    while len(samples) < max_runs:
-        samples.append(run(inner))
-        if len(samples) >= window:
-            recent = samples[-window:]
-            q1, med, q3 = _quartiles(recent)
-            spread = (q3 - q1) / med if med > 0 else 0.0
-            if spread <= tolerance:
-                return recent, inner, len(samples), True
-            if spread < best[0]:
-                best = (spread, recent)
-        if time.perf_counter() >= t_cap:
-            break
-    return (best[1] or samples), inner, len(samples), False
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], batch_size: int = 1,
-                    threads: int | None = None, device: str = "cpu", *,
-                    formats: tuple[str, ...] = ("contiguous", "channels_last"),
-                    warmup_s: float = 0.1, min_sample_ms: float = 2.0, window: int = 20,
-                    max_runs: int = 2000, max_seconds: float = 2.0, tolerance: float = 0.04,
-                    lock: bool = True, lock_timeout: float | None = None) -> LatencyResult:
-    """Median forward time of ``model`` on a ``(batch_size, *input_shape)`` batch, in ms.
-
-    ``threads``: torch intra-op threads for the measurement (default: the current count),
-    recorded in the result and restored afterwards. ``formats``: the memory formats tried;
-    the fastest is reported. ``lock=False`` skips the machine-wide lock (only for callers that
-    already serialise measurements some other way). The caller's model is not changed.
-    """
+def _check(input_shape: Any, batch_size: Any, threads: Any, runtime: Any, formats: Any, window: Any,
+           max_runs: Any, max_seconds: Any, tolerance: Any) -> None:
     if not (isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_shape)):
         raise ValueError(f"input_shape must be (C, H, W) positive integers, got {input_shape!r}")
     for name, value in (("batch_size", batch_size), ("window", window), ("max_runs", max_runs)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        _positive_int(name, value)
+    if threads is not None:
+        try:
+            _positive_int("threads", threads)
+        except ValueError:
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}") from None
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if not formats or any(f not in FORMATS for f in formats):
         raise ValueError(f"formats must be a non-empty subset of {tuple(FORMATS)}, got {formats!r}")
     for name, value in (("max_seconds", max_seconds), ("tolerance", tolerance)):
         if not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    dev = _device(device)
 
+
+def _torch_fn(model: nn.Module, x: torch.Tensor, fmt: str, dev: torch.device) -> Callable[[], Any]:
     work = copy.deepcopy(model).to(dev).eval()
     for p in work.parameters():
         p.requires_grad_(False)
-    gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn((batch_size, *input_shape), generator=gen).to(dev)
+    work = work.to(memory_format=FORMATS[fmt])
+    xf = x.contiguous(memory_format=FORMATS[fmt])
+    return lambda: work(xf)
 
+
+def _ort_fn(model: nn.Module, x: torch.Tensor, input_shape: tuple[int, ...], threads: int, device: str,
+            folder: str, name: str) -> Callable[[], Any]:
+    from .onnx_runtime import INPUT, export_onnx, ort_session
+
+    path = Path(folder) / f"{name}.onnx"
+    export_onnx(model, input_shape, path)
+    session = ort_session(path, threads=threads, device=device)
+    feed = {INPUT: x.cpu().contiguous().numpy()}
+    return lambda: session.run(None, feed)
+
+
+def _reference_name(reference: nn.Module | None) -> str:
+    if reference is None:
+        return REFERENCE_NAME
+    digest = hashlib.sha1(repr(reference).encode()).hexdigest()[:10]
+    return f"custom-{type(reference).__name__}-{digest}"
+
+
+def measure_round(models: Mapping[str, nn.Module], input_shape: tuple[int, int, int], batch_size: int = 1,
+                  threads: int | None = None, *, runtime: str = "torch", device: str = "cpu",
+                  formats: tuple[str, ...] = ("contiguous", "channels_last"), warmup_s: float = 0.1,
+                  min_sample_ms: float = 1.0, window: int = 20, max_runs: int = 2000, max_seconds: float = 2.0,
+                  tolerance: float = 0.04, lock: bool = True, lock_timeout: float | None = None,
+                  reference: nn.Module | None = None, calibrate_seconds: float = 3.0,
+                  cache_dir: str | None = None) -> dict[str, LatencyResult]:
+    """Time every model of ``models`` in one interleaved round against the reference (module doc).
+
+    ``max_seconds`` is the time cap per model and memory format (the round's cap is that times
+    their number). ``reference``: another reference network (tests); ``cache_dir``: another
+    calibration cache folder than ``$GROUPNAS_CACHE_DIR``. The callers' models are not changed.
+    """
+    _check(input_shape, batch_size, threads, runtime, formats, window, max_runs, max_seconds, tolerance)
+    if not models:
+        raise ValueError("measure_round needs at least one model")
+    dev = _device(device)
+    shape = tuple(int(v) for v in input_shape)
+    x0 = torch.randn((batch_size, *shape), generator=torch.Generator().manual_seed(0)).to(dev)
     old_threads = torch.get_num_threads()
     n_threads = threads if threads is not None else old_threads
-    per_format: dict[str, tuple[list[float], int, int, bool]] = {}
-    guard = measurement_lock(timeout=lock_timeout) if lock else contextlib.nullcontext()
-    with guard:
-        try:
-            torch.set_num_threads(n_threads)
-            with torch.inference_mode():
-                for name in formats:
-                    fmt = FORMATS[name]
-                    work = work.to(memory_format=fmt)
-                    x = x0.contiguous(memory_format=fmt)
-                    per_format[name] = _time_format(work, x, dev, warmup_s, min_sample_ms, window,
-                                                    max(max_runs, window), max_seconds, tolerance)
-        finally:
-            torch.set_num_threads(old_threads)
+    fmts = ("contiguous",) if runtime == "onnxruntime" else tuple(dict.fromkeys(formats))
+    ref_model = reference if reference is not None else reference_network(shape)
+    ref_name = _reference_name(reference)
+    key = calibration_key(runtime, str(dev), n_threads, batch_size, shape, ref_name)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" and runtime == "torch" else None
+    cal_path = str(Path(cache_dir) / "latency-calibration.json") if cache_dir else None
 
-    medians = {name: statistics.median(s) for name, (s, _, _, _) in per_format.items()}
-    best = min(medians, key=medians.__getitem__)
-    samples, inner, drawn, converged = per_format[best]
-    q1, med, q3 = _quartiles(samples)
+    guard = measurement_lock(timeout=lock_timeout) if lock else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory(prefix="groupnas-latency-") as folder:
+        if runtime == "onnxruntime":
+            fns = {(n, "contiguous"): _ort_fn(m, x0, shape, n_threads, str(dev), folder, f"m{i}")
+                   for i, (n, m) in enumerate(models.items())}
+            ref_fn = _ort_fn(ref_model, x0, shape, n_threads, str(dev), folder, "reference")
+        else:
+            fns = {(n, f): _torch_fn(m, x0, f, dev) for n, m in models.items() for f in fmts}
+            ref_fn = _torch_fn(ref_model, x0, "contiguous", dev)
+        with guard:
+            try:
+                torch.set_num_threads(n_threads)
+                with torch.inference_mode():
+                    cal = get_calibration(key, lambda: calibrate(ref_fn, calibrate_seconds, sync=sync), cal_path)
+                    labels = {f"{i}": k for i, k in enumerate(fns)}
+                    stats = time_pairs({i: fns[k] for i, k in labels.items()}, ref_fn, sync=sync,
+                                       warmup_s=warmup_s, min_sample_ms=min_sample_ms, window=window,
+                                       max_pairs=max(max_runs, window), max_seconds=max_seconds * len(fns),
+                                       tolerance=tolerance)
+            finally:
+                torch.set_num_threads(old_threads)
+    per_key = {labels[i]: s for i, s in stats.items()}
+    ref_ms = float(cal["ref_ms"])
+    node = socket.gethostname()
+    out: dict[str, LatencyResult] = {}
+    for name in models:
+        by_fmt = {f: per_key[(name, f)] for f in fmts}
+        best = min(by_fmt, key=lambda f: by_fmt[f].ratio)
+        out[name] = _result(by_fmt[best], best, {f: s.ratio * ref_ms for f, s in by_fmt.items()}, ref_ms, key,
+                            n_threads, str(dev), batch_size, runtime, shape, node, ref_name)
+    return out
+
+
+def _result(s: PairStats, fmt: str, formats: dict[str, float], ref_ms: float, key: str, threads: int,
+            device: str, batch_size: int, runtime: str, shape: tuple[int, ...], node: str,
+            ref_name: str) -> LatencyResult:
+    q1, med, q3 = quartiles(list(s.ratios))
+    spread = (q3 - q1) / med if med > 0 else 0.0
+    ratio = s.ratio
     return LatencyResult(
-        median_ms=med, iqr_ms=q3 - q1, runs=len(samples), threads=n_threads, memory_format=best,
-        device=str(dev), batch_size=batch_size, cv=((q3 - q1) / 1.349) / med if med > 0 else 0.0,
-        inner=inner, converged=converged, node=socket.gethostname(), formats=medians, drawn=drawn,
-    )
+        median_ms=ratio * ref_ms, iqr_ms=spread * ratio * ref_ms, runs=len(s.ratios), threads=threads, memory_format=fmt,
+        device=device, batch_size=batch_size, cv=spread / 1.349, inner=s.inner, converged=s.converged,
+        drawn=len(s.ratios), node=node, formats=formats, runtime=runtime, input_shape=shape, ref_ratio=ratio,
+        ref_ms=ref_ms, spread=spread, raw_ms=statistics.median(s.cand_ms), reference=ref_name, calibration=key)
+
+
+def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], batch_size: int = 1,
+                    threads: int | None = None, device: str = "cpu", *, runtime: str = "torch",
+                    **options: Any) -> LatencyResult:
+    """Median forward time of ``model`` on a ``(batch_size, *input_shape)`` batch, in ms.
+
+    ``threads``: intra-op threads for the measurement (default: torch's current count),
+    recorded and restored. ``runtime``: ``"torch"`` or ``"onnxruntime"``. Other options as
+    ``measure_round`` (``formats``, ``max_seconds`` per format, ``tolerance``, ``window``,
+    ``lock=False`` for callers that serialise measurements themselves, ``lock_timeout``, ...).
+    """
+    return measure_round({"model": model}, input_shape, batch_size, threads, runtime=runtime, device=device,
+                         **options)["model"]
+

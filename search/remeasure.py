@@ -4,14 +4,16 @@ A target is runtime x device x threads x batch (``--runtime torch,onnxruntime --
 --batch 1,32 [--device cuda]``). Each member is rebuilt from its Arch JSON
 (``condense_model(build_model(arch))``: what would be deployed; for a learned op the condensed
 structure of the freshly built op, which has the trained one's group counts -- DGC may end
-training with another group count) and timed with ``evaluators.latency.measure_latency`` (warm-up,
-samples until the last 20 agree within 4 %, median and IQR, best memory format, the
-machine-wide measurement lock; on CUDA synchronised with CUDA events):
+training with another group count) at the input shape ``--latency-shape`` (default: the run's
+``settings.latency_shape``, else the arch's own) and timed with
+``evaluators.latency.measure_round``: all members of a target in ONE interleaved round against
+the fixed reference network (median per-pair ratio x the per-machine calibration of the
+reference; best memory format; the machine-wide measurement lock), so every figure of a
+target's table comes from the same window:
 
 - ``torch``: the ``nn.Module`` itself, torch intra-op threads = ``threads``;
-- ``onnxruntime``: the member exported to ONNX (``search.onnx_export``, dynamic batch), run in an
-  ``InferenceSession`` with ``intra_op_num_threads = threads`` (1 inter-op thread); the session is
-  wrapped as a module so that it is timed by the very same loop (NCHW input, fed as numpy).
+- ``onnxruntime``: the member exported to ONNX (``evaluators.onnx_runtime``, dynamic batch; parity
+  checked first), run in an ``InferenceSession`` with ``intra_op_num_threads = threads``.
 
 Results are merged into ``RUN/targets.json`` (``search.targets``), written after every target so
 an interrupted re-measure keeps what it finished. Prints the latency table, each target's front
@@ -34,23 +36,9 @@ from torch import nn
 from .cli_errors import CliError, run_cli
 from .targets import RUNTIMES, fronts, save_targets, stable_members, target_name
 
-__all__ = ["main", "build_parser", "OrtModule", "members_of", "measure_target"]
+from evaluators.onnx_runtime import OrtModule
 
-
-class OrtModule(nn.Module):
-    """An onnxruntime session behind ``nn.Module.forward`` (torch tensor in, numpy logits out),
-    so that ``measure_latency`` times it like a PyTorch model. Not copied by ``deepcopy``."""
-
-    def __init__(self, session: Any) -> None:
-        super().__init__()
-        self.session = session
-        self.input_name = session.get_inputs()[0].name
-
-    def forward(self, x: torch.Tensor) -> Any:
-        return self.session.run(None, {self.input_name: x.contiguous().numpy()})[0]
-
-    def __deepcopy__(self, memo: dict) -> OrtModule:
-        return self
+__all__ = ["main", "build_parser", "OrtModule", "members_of", "measure_target", "parse_shape"]
 
 
 def _int_list(flag: str, text: str) -> list[int]:
@@ -98,21 +86,40 @@ def _deployed(arch_json: str, seed: int) -> nn.Module:
     return condense_model(build_model(Arch.from_json(arch_json), seed=seed)).eval()
 
 
-def measure_target(model: nn.Module, input_shape: tuple[int, int, int], runtime: str, threads: int,
-                   batch: int, device: str, seconds: float, onnx_path: Path | None = None) -> Any:
-    """One ``LatencyResult`` of ``model`` (or its ONNX graph at ``onnx_path``) on one target."""
-    from evaluators.latency import measure_latency
+def measure_target(models: dict[int, nn.Module], input_shape: tuple[int, int, int], runtime: str, threads: int,
+                   batch: int, device: str, seconds: float) -> dict[int, Any]:
+    """``LatencyResult`` per member on one target, all members timed in ONE interleaved round
+    against the reference (``evaluators.latency.measure_round``): one window for the whole table."""
+    from evaluators.latency import measure_round
 
-    budget = {"warmup_s": min(0.1, seconds / 5)}
-    if runtime == "onnxruntime":
-        from .onnx_export import ort_session
+    per_format = seconds if runtime == "onnxruntime" else seconds / 2
+    res = measure_round({str(n): m for n, m in models.items()}, input_shape, batch, threads, runtime=runtime,
+                        device=device, max_seconds=per_format, warmup_s=min(0.1, seconds / 5))
+    return {int(n): r for n, r in res.items()}
 
-        session = OrtModule(ort_session(onnx_path, threads=threads, device=device))
-        # the session feeds host memory: time it on the host clock (session.run is synchronous)
-        return measure_latency(session, input_shape, batch_size=batch, threads=threads, device="cpu",
-                               formats=("contiguous",), max_seconds=seconds, **budget)
-    return measure_latency(model, input_shape, batch_size=batch, threads=threads, device=device,
-                           max_seconds=seconds / 2, **budget)
+
+def parse_shape(text: str, channels: int | None = None) -> tuple[int, int, int]:
+    """``CxHxW`` (or ``HxW``, C then from ``channels``) to a shape; ``CliError`` otherwise."""
+    try:
+        parts = [int(v) for v in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 2 and channels:
+        parts = [channels, *parts]
+    if len(parts) != 3 or min(parts) < 1:
+        raise CliError(f"--latency-shape must be CxHxW positive integers (e.g. 1x224x224), got {text!r}")
+    if channels and parts[0] != channels:
+        raise CliError(f"--latency-shape {text}: the nets take {channels} input channels, not {parts[0]}")
+    return parts[0], parts[1], parts[2]
+
+
+def at_shape(arch_json: str, shape: tuple[int, int, int] | None) -> str:
+    """The arch JSON with its input shape replaced (the nets are fully convolutional)."""
+    if shape is None:
+        return arch_json
+    doc = json.loads(arch_json)
+    doc["input_shape"] = list(shape)
+    return json.dumps(doc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cpu (default) or cuda (needs a GPU; timed with CUDA events)")
     p.add_argument("--members", default="front", choices=("front", "all"),
                    help="front: the front and the baselines (default); all: every completed trial")
+    p.add_argument("--latency-shape", default=None,
+                   help="CxHxW input to time at (default: the run's latency shape, else the arch's own)")
     p.add_argument("--seconds", type=float, default=1.0,
                    help="time budget of one measurement (default 1.0; both memory formats for torch)")
     return p
@@ -181,48 +190,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.run)
     rows, config = members_of(run_dir, args.members)
     seed = int((config.get("settings") or {}).get("seed", 0))
-    shape = tuple(int(v) for v in json.loads(rows[0]["arch"])["input_shape"])
-    models = {r["number"]: _deployed(r["arch"], seed) for r in rows}
+    own = tuple(int(v) for v in json.loads(rows[0]["arch"])["input_shape"])
+    text = args.latency_shape or (config.get("settings") or {}).get("latency_shape")
+    if isinstance(text, (list, tuple)):  # as config.json stores it
+        text = "x".join(str(v) for v in text)
+    shape = parse_shape(str(text), own[0]) if text else own
+    models = {r["number"]: _deployed(at_shape(r["arch"], shape), seed) for r in rows}
     plan = [(rt, t, b) for rt in runtimes for t in threads for b in batches]
     print(f"re-measuring {len(rows)} trials ({sum(1 for r in rows if r['baseline'])} baselines) on "
-          f"{len(plan)} targets, device {args.device}", flush=True)
+          f"{len(plan)} targets, device {args.device}, input {'x'.join(map(str, shape))}", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="groupnas-onnx-") as tmp:
-        onnx_paths: dict[int, Path] = {}
-        if "onnxruntime" in runtimes:
-            from .onnx_export import check_parity, export_onnx
+    if "onnxruntime" in runtimes:  # the graphs timed must compute what the nets do
+        from .onnx_export import check_parity, export_onnx
 
+        with tempfile.TemporaryDirectory(prefix="groupnas-onnx-") as tmp:
             for n, model in models.items():
-                onnx_paths[n] = Path(tmp) / f"trial-{n}.onnx"
-                export_onnx(model, shape, onnx_paths[n])
-                check_parity(model, onnx_paths[n], shape, batches=(1,))
-        for k, (rt, t, b) in enumerate(plan, 1):
-            name = target_name(rt, args.device, t, b)
-            members: dict[str, Any] = {}
-            node = ""
-            for n, model in models.items():
-                res = measure_target(model, shape, rt, t, b, args.device, args.seconds, onnx_paths.get(n))
-                node = res.node
-                members[str(n)] = {"median_ms": res.median_ms, "iqr_ms": res.iqr_ms,
-                                   "memory_format": res.memory_format, "converged": res.converged}
-            results[name] = {"runtime": rt, "device": args.device, "threads": t, "batch": b, "node": node,
-                             "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds_budget": args.seconds,
-                             "members": members}
-            save_targets(run_dir, {name: results[name]})
-            elapsed = time.perf_counter() - start
-            print(f"[{k}/{len(plan)}] {name}: {len(members)} trials, "
-                  f"{min(m['median_ms'] for m in members.values()):.3f}..{max(m['median_ms'] for m in members.values()):.3f} ms"
-                  f"  (elapsed {elapsed:.0f} s, ETA {elapsed / k * (len(plan) - k):.0f} s)", flush=True)
+                export_onnx(model, shape, Path(tmp) / f"trial-{n}.onnx")
+                check_parity(model, Path(tmp) / f"trial-{n}.onnx", shape, batches=(1,))
+    for k, (rt, t, b) in enumerate(plan, 1):
+        name = target_name(rt, args.device, t, b)
+        res = measure_target(models, shape, rt, t, b, args.device, args.seconds)
+        members = {str(n): {"median_ms": r.median_ms, "iqr_ms": r.iqr_ms, "memory_format": r.memory_format,
+                            "converged": r.converged, "ref_ratio": r.ref_ratio, "spread": r.spread}
+                   for n, r in res.items()}
+        first = next(iter(res.values()))
+        results[name] = {"runtime": rt, "device": args.device, "threads": t, "batch": b, "node": first.node,
+                         "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds_budget": args.seconds,
+                         "input_shape": list(shape), "ref_ms": first.ref_ms, "calibration": first.calibration,
+                         "method": "one interleaved round against the reference network (measure_round)",
+                         "members": members}
+        save_targets(run_dir, {name: results[name]})
+        elapsed = time.perf_counter() - start
+        print(f"[{k}/{len(plan)}] {name}: {len(members)} trials, "
+              f"{min(m['median_ms'] for m in members.values()):.3f}..{max(m['median_ms'] for m in members.values()):.3f} ms"
+              f"  (elapsed {elapsed:.0f} s, ETA {elapsed / k * (len(plan) - k):.0f} s)", flush=True)
 
     on_front = fronts(run_dir)
     print(_table(rows, results, on_front))
     unsettled = sum(not m["converged"] for t in results.values() for m in t["members"].values())
     if unsettled:
         print(f"{unsettled} of {len(plan) * len(rows)} measurements did not settle within --seconds "
-              f"{args.seconds} (spread of the last 20 samples > 4 %: a busy machine?); their median is "
-              "that of the steadiest window")
+              f"{args.seconds} (spread of the last 20 ratios to the reference > 4 %: a busy machine?); "
+              "their figure is the median ratio over every pair drawn")
     for name in results:
         print(f"front on {name}: {', '.join(map(str, on_front.get(name, []))) or 'none'}")
     stable = stable_members(run_dir)

@@ -12,34 +12,53 @@ from evaluators.latency import (FORMATS, LatencyError, LockBusy, measure_latency
 from spaces import build_model, get_backbone
 
 
+@pytest.fixture(scope="module")
+def _cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("latency-cache")
+
+
 @pytest.fixture(autouse=True)
-def _private_lock(tmp_path, monkeypatch):
+def _private_lock(tmp_path, monkeypatch, _cache):
     monkeypatch.setenv("GROUPNAS_LATENCY_LOCK", str(tmp_path / "latency.lock"))
+    monkeypatch.setenv("GROUPNAS_CACHE_DIR", str(_cache))  # calibrated once per shape in this module
 
 
 def test_sane_figures_threads_and_format_recorded():
     model = build_model(get_backbone("small", (1, 32, 32), 10, width=0.5)).train()
     weight = model.stem.op.conv.weight
     torch.set_num_threads(2)
-    r = measure_latency(model, (1, 32, 32), threads=1, max_seconds=1.0)
+    # a tolerance no window can miss: converges at exactly `window` pairs per format
+    r = measure_latency(model, (1, 32, 32), threads=1, max_seconds=5.0, tolerance=1.0, window=20,
+                        calibrate_seconds=0.3)
     assert torch.get_num_threads() == 2  # restored
-    assert r.threads == 1 and r.device == "cpu" and r.batch_size == 1
+    assert r.threads == 1 and r.device == "cpu" and r.batch_size == 1 and r.runtime == "torch"
+    assert r.input_shape == (1, 32, 32) and r.to_dict()["input_shape"] == [1, 32, 32]
     assert r.memory_format in FORMATS and set(r.formats) == set(FORMATS)
     assert r.formats[r.memory_format] == min(r.formats.values()) == r.median_ms
-    assert 0.01 < r.median_ms < 1000 and r.iqr_ms >= 0
-    if r.converged:  # the accepted window met the spread tolerance (default 4 %)
-        assert r.iqr_ms <= 0.04 * r.median_ms + 1e-12
-    assert r.node and r.drawn >= r.runs
-    assert (r.converged and r.runs == 20) or not r.converged
+    assert r.converged and r.runs == r.drawn >= 20  # more when a burst of load hit the first window
+    assert r.median_ms == pytest.approx(r.ref_ratio * r.ref_ms, rel=1e-12)
+    assert r.iqr_ms == pytest.approx(r.spread * r.median_ms, rel=1e-9)
+    assert 0.01 < r.median_ms < 1000 and r.ref_ms > 0 and r.raw_ms > 0 and r.node
+    assert r.calibration.endswith("|t1|b1|1x32x32|ref-v1")
+    rec = r.record()
+    assert rec["latency_ms"] == r.median_ms and rec["latency_shape"] == [1, 32, 32] and rec["latency_runtime"] == "torch"
+    assert rec["latency_ref_ratio"] == r.ref_ratio and rec["latency_batch"] == 1 and rec["threads"] == 1
     # the caller's model is untouched: same tensors, same layout, same mode
     assert model.training and model.stem.op.conv.weight is weight
     assert weight.is_contiguous()
 
 
+def test_time_cap_reports_unconverged_but_usable():
+    m = nn.Conv2d(4, 4, 3)
+    r = measure_latency(m, (4, 16, 16), threads=1, max_seconds=0.2, window=100_000, formats=("contiguous",),
+                        calibrate_seconds=0.3)
+    assert not r.converged and r.runs >= 1 and r.median_ms > 0 and set(r.formats) == {"contiguous"}
+
+
 def test_batch_makes_it_slower():
     model = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU())
-    one = measure_latency(model, (16, 32, 32), batch_size=1, threads=1, max_seconds=2.0)
-    many = measure_latency(model, (16, 32, 32), batch_size=16, threads=1, max_seconds=2.0)
+    one = measure_latency(model, (16, 32, 32), batch_size=1, threads=1, max_seconds=2.0, calibrate_seconds=0.3)
+    many = measure_latency(model, (16, 32, 32), batch_size=16, threads=1, max_seconds=2.0, calibrate_seconds=0.3)
     assert many.batch_size == 16
     assert many.median_ms > 2 * one.median_ms  # 16x the work; a loose bound for busy machines
 
@@ -55,8 +74,8 @@ def _dwsep(c: int) -> nn.Module:
 def test_dense_3x3_slower_than_depthwise_separable_at_c128():
     dense = nn.Conv2d(128, 128, 3, padding=1, bias=False)
     dws = _dwsep(128)
-    a = measure_latency(dense, (128, 16, 16), threads=1, max_seconds=1.0)
-    b = measure_latency(dws, (128, 16, 16), threads=1, max_seconds=1.0)
+    a = measure_latency(dense, (128, 16, 16), threads=1, max_seconds=1.0, calibrate_seconds=0.3)
+    b = measure_latency(dws, (128, 16, 16), threads=1, max_seconds=1.0, calibrate_seconds=0.3)
     assert a.median_ms > b.median_ms, (a, b)
 
 
@@ -70,6 +89,8 @@ def test_bad_arguments_and_missing_cuda():
         measure_latency(m, (1, 8, 8), formats=("nhwc",))
     with pytest.raises(ValueError, match="device"):
         measure_latency(m, (1, 8, 8), device="tpu")
+    with pytest.raises(ValueError, match="runtime"):
+        measure_latency(m, (1, 8, 8), runtime="tvm")
     if not torch.cuda.is_available():
         with pytest.raises(LatencyError, match="no CUDA GPU"):
             measure_latency(m, (1, 8, 8), device="cuda")
@@ -104,13 +125,13 @@ def test_lock_excludes_a_second_process(tmp_path):
             with measurement_lock(blocking=False):
                 pass
         with pytest.raises(LockBusy, match="after 0.2 s"):
-            measure_latency(nn.Conv2d(1, 1, 3), (1, 8, 8), lock_timeout=0.2)
+            measure_latency(nn.Conv2d(1, 1, 3), (1, 8, 8), lock_timeout=0.2, calibrate_seconds=0.3)
     finally:
         release.set()
         proc.join(30)
     assert proc.exitcode == 0
     with measurement_lock(timeout=10):  # free again; re-entrant inside one process
-        r = measure_latency(nn.Conv2d(1, 1, 3), (1, 8, 8), max_seconds=0.2)
+        r = measure_latency(nn.Conv2d(1, 1, 3), (1, 8, 8), max_seconds=0.2, calibrate_seconds=0.3)
     assert r.median_ms > 0
 
 

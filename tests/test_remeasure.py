@@ -218,3 +218,16 @@ def test_end_to_end_on_a_real_tiny_search(tmp_path: Path) -> None:
     assert "on the front of every target" in out
     report = cli("search.report", str(run_dir), "--target", "onnxruntime-cpu-t1-b2")
     assert "target onnxruntime-cpu-t1-b2" in report
+
+
+def test_latency_shape_parsing():
+    from search.cli_errors import CliError
+    from search.remeasure import at_shape, parse_shape
+
+    assert parse_shape("1x224x224") == (1, 224, 224) and parse_shape("112x96", channels=3) == (3, 112, 96)
+    for bad in ("224", "1x0x4", "ax2x2", "1x2x3x4"):
+        with pytest.raises(CliError, match="CxHxW"):
+            parse_shape(bad)
+    with pytest.raises(CliError, match="3 input channels"):
+        parse_shape("1x64x64", channels=3)
+    assert json.loads(at_shape('{"input_shape": [1, 8, 8], "x": 1}', (1, 64, 64))) == {"input_shape": [1, 64, 64], "x": 1}
