@@ -8,7 +8,8 @@ from .backbones import BACKBONES, get_backbone
 __all__ = [
     "OPS", "LearnedOp", "OpConfigError", "make_op", "validate_op",
     "Arch", "ArchError", "HeadSpec", "LayerSpec", "load_arch", "save_arch",
-    "build_model", "condense_model", "BACKBONES", "get_backbone",
+    "build_model", "condense_model", "BACKBONES", "get_backbone", "inference_model",
 ]
 from .space import Space, SpaceError, Family  # noqa: E402  (search spaces, issue 4)
 from .catalog import SPACES, get_space, register_space  # noqa: E402
+from .inference import inference_model  # noqa: E402  (issue 16)
