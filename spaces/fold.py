@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ops.shuffle import _tracing
+from .ops.shuffle import _tracing, channel_shuffle, shuffle_permutation
 
 __all__ = ["ORT_MIN_GROUP_CHANNELS", "bn_affine", "fold_conv_bn", "fold_conv_affine", "inverse_permutation", "ConvKernel", "HetKernel", "IGCKernel",
            "PermutedOp", "within_blocks", "merge_groups"]
@@ -116,13 +116,34 @@ def merge_groups(weight: Tensor, groups: int, min_channels: int) -> tuple[Tensor
     return out, new
 
 
-class ConvKernel(nn.Module):
+class _Exportable(nn.Module):
+    """A kernel with a separate export form: its weights are computed once, before tracing
+    (``prepare_export``, called by ``inference_model``), so the traced graph holds constants
+    instead of the ops that derive them."""
+
+    _export_cache: tuple | None = None
+
+    def _export_form(self) -> tuple:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def prepare_export(self) -> None:
+        with torch.no_grad():
+            self._export_cache = self._export_form()
+
+    def export_form(self) -> tuple:
+        return self._export_cache if self._export_cache is not None else self._export_form()
+
+
+class ConvKernel(_Exportable):
     """One (grouped) convolution with bias; ``in_blocks = out_blocks = groups``."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.conv = conv
         self.in_blocks = self.out_blocks = conv.groups
+
+    def _export_form(self) -> tuple:
+        return merge_groups(self.conv.weight.detach(), self.conv.groups, ORT_MIN_GROUP_CHANNELS)
 
     def permute_out(self, q: Tensor) -> bool:
         if not within_blocks(q, self.out_blocks):
@@ -131,6 +152,7 @@ class ConvKernel(nn.Module):
             self.conv.weight.copy_(self.conv.weight[q])
             if self.conv.bias is not None:
                 self.conv.bias.copy_(self.conv.bias[q])
+        self._export_cache = None
         return True
 
     def permute_in(self, q: Tensor) -> bool:
@@ -138,17 +160,18 @@ class ConvKernel(nn.Module):
             return False
         with torch.no_grad():
             self.conv.weight.copy_(_permute_group_columns(self.conv.weight, q, self.conv.groups))
+        self._export_cache = None
         return True
 
     def forward(self, x: Tensor) -> Tensor:
         c = self.conv
         if _tracing() and c.groups > 1:
-            w, g = merge_groups(c.weight, c.groups, ORT_MIN_GROUP_CHANNELS)
+            w, g = self.export_form()
             return F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation, g)
         return c(x)
 
 
-class HetKernel(nn.Module):
+class HetKernel(_Exportable):
     """HetConv in class-major coordinates: ``conv_P(x; W_kxk) + conv_1x1(x; W_pw) + b``.
 
     ``W_pw`` is the dense 1x1 over all channels, zero on the P diagonal blocks that the K x K
@@ -170,6 +193,7 @@ class HetKernel(nn.Module):
         with torch.no_grad():
             for p in (self.kxk, self.pw, self.bias):
                 p.copy_(p[q])
+        self._export_cache = None
         return True
 
     def permute_in(self, q: Tensor) -> bool:
@@ -178,22 +202,29 @@ class HetKernel(nn.Module):
         with torch.no_grad():
             self.kxk.copy_(_permute_group_columns(self.kxk, q, self.groups))
             self.pw.copy_(self.pw.index_select(1, inverse_permutation(q)))
+        self._export_cache = None
         return True
+
+    def _export_form(self) -> tuple:
+        k = self.kxk.shape[-1]
+        w, g = merge_groups(self.kxk.detach(), self.groups, ORT_MIN_GROUP_CHANNELS)
+        if g == 1:  # one dense K x K conv: the 1x1 weights sit in the centre tap
+            w = w.clone()
+            w[:, :, k // 2, k // 2] += self.pw.detach()[:, :, 0, 0]
+        return w, g
 
     def forward(self, x: Tensor) -> Tensor:
         k = self.kxk.shape[-1]
         if _tracing():
-            w, g = merge_groups(self.kxk, self.groups, ORT_MIN_GROUP_CHANNELS)
-            if g == 1:  # one dense K x K conv: the 1x1 weights sit in the centre tap
-                w = w.clone()
-                w[:, :, k // 2, k // 2] += self.pw[:, :, 0, 0]
+            w, g = self.export_form()
+            if g == 1:
                 return F.conv2d(x, w, self.bias, self.stride, k // 2)
             return F.conv2d(x, w, self.bias, self.stride, k // 2, 1, g) + F.conv2d(x, self.pw, None, self.stride)
         y = F.conv2d(x, self.kxk, self.bias, self.stride, k // 2, 1, self.groups)
         return y.add_(F.conv2d(x, self.pw, None, self.stride))
 
 
-class IGCKernel(nn.Module):
+class IGCKernel(_Exportable):
     """IGC (Zhang et al., ICCV 2017) with BN folded into the secondary conv: primary K x K
     conv (L groups), then ``out[j M + m] = sum_l W2[m, j, l] * z[l M + m] + b`` (the
     interleave, M-group 1x1 and interleave back in one contraction).
@@ -219,6 +250,14 @@ class IGCKernel(nn.Module):
     def permute_out(self, q: Tensor) -> bool:
         return within_blocks(q, self.out_blocks)  # only the identity
 
+    def _export_form(self) -> tuple:
+        self._dense = None
+        return (self.dense_weight(),)
+
+    def prepare_export(self) -> None:
+        super().prepare_export()
+        self.primary.prepare_export()
+
     def dense_weight(self) -> Tensor:
         """(C_out, L M, 1, 1): entry [j M + m, l M + m] = W2[m, j, l], zero elsewhere."""
         if self._dense is None or self._dense.device != self.w2.device:
@@ -239,7 +278,8 @@ class IGCKernel(nn.Module):
             bias = self.bias.view(J, M, 1).transpose(0, 1)
             torch.baddbmm(bias, self.w2, z.view(L, M, h * w).transpose(0, 1), out=o)
             return out
-        return F.conv2d(z, self.dense_weight(), self.bias)
+        w = self.export_form()[0] if _tracing() else self.dense_weight()
+        return F.conv2d(z, w, self.bias)
 
 
 class PermutedOp(nn.Module):
@@ -267,15 +307,37 @@ class PermutedOp(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.in_index is not None:
-            x = x.index_select(1, self.in_index)
+            x = self._gather(x, self.in_index)
         y = self.kernel(x)
         if self.out_index is not None:
-            y = y.index_select(1, self.out_index)
+            y = self._gather(y, self.out_index)
         return y
+
+    def _gather(self, x: Tensor, index: Tensor) -> Tensor:
+        """``x[:, index]``; a ShuffleNet shuffle runs as torch's channel_shuffle kernel (faster
+        on channels_last tensors: 0.42 vs 0.55 ms at 32 x 112 x 112 here)."""
+        if _tracing():
+            return x.index_select(1, index)
+        cache = self.__dict__.setdefault("_shuffle_of", {})
+        key = (index.data_ptr(), len(index), index.device)
+        if key not in cache:
+            cache[key] = _shuffle_groups(index)
+        g = cache[key]
+        return channel_shuffle(x, g) if g and x.shape[1] == len(index) else x.index_select(1, index)
 
     def extra_repr(self) -> str:
         return f"in_index={'-' if self.in_index is None else len(self.in_index)}, " \
                f"out_index={'-' if self.out_index is None else len(self.out_index)}"
+
+
+def _shuffle_groups(index: Tensor) -> int:
+    """``g`` if ``index`` is the channel shuffle with ``g`` groups, else 0."""
+    n = len(index)
+    cpu = index.cpu().tolist()
+    for g in range(2, n):
+        if n % g == 0 and cpu == shuffle_permutation(n, g):
+            return g
+    return 0
 
 
 def _clean(index: Tensor | None) -> Tensor | None:

@@ -227,5 +227,8 @@ def inference_model(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         _fold_bns(work)
         _fold_permutations(work)
+        for m in work.modules():
+            if callable(getattr(m, "prepare_export", None)):
+                m.prepare_export()
     work.requires_grad_(False)
     return work.eval()
