@@ -158,6 +158,8 @@ def _chain(module: nn.Module) -> list[nn.Module] | None:
     fn = _lookup(module, "chain")
     if fn is not None:
         items = fn(module)
+        if items is None:
+            return None
     elif type(module) is nn.Sequential:
         items = list(module)
     else:
@@ -206,7 +208,12 @@ def _head_ports(head: Head) -> tuple[Any, Any] | None:
 
 register_inference(Block, bn_pairs=(("op", "bn"),), ports=_block_ports)
 register_inference(Head, ports=_head_ports)
-register_inference(GroupNet, chain=lambda net: [net.stem, net.layers, net.head])
+def _net_chain(net: GroupNet) -> list[nn.Module] | None:
+    parts = [getattr(net, name, None) for name in ("stem", "layers", "head")]
+    return parts if all(isinstance(p, nn.Module) for p in parts) else None  # else: no chain, recurse
+
+
+register_inference(GroupNet, chain=_net_chain)
 
 
 def inference_model(model: nn.Module) -> nn.Module:
