@@ -31,7 +31,8 @@ class HetConvFamily(Family):
 
     def options(self, shape: LayerShape) -> list[Option]:
         return [Option((("kernel_size", k), ("hetconv_P", P)), hetconv_op(k, P))
-                for k in self.kernels for P in common_divisors(shape.in_channels, shape.out_channels)]
+                for k in self.kernels for P in common_divisors(shape.in_channels, shape.out_channels)
+                if k > 1 or P == 1]  # at 1x1 every P is the dense conv
 
     def baselines(self) -> dict[str, BaselineRule]:
         k = 3 if 3 in self.kernels else self.kernels[0]

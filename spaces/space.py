@@ -45,7 +45,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
+import copy
+
 from .arch import Arch, LayerSpec
+from .arch_shapes import kernel_fits
 from .backbones import get_backbone
 from .ops.registry import OpConfigError, validate_op
 
@@ -117,6 +120,7 @@ class LayerShape:
     height: int
     width: int
     residual: bool = False
+    position: tuple[int, int, int] = (0, 0, 0)  # (stage, block, layer in block); options must not use it
 
 
 @dataclass(frozen=True)
@@ -293,11 +297,18 @@ class Space:
     ``backbone``: a name in ``spaces.BACKBONES`` or an ``Arch`` used as the template (then
     ``widths`` must be ``(1.0,)``). ``widths``: width multipliers searched as the global
     ``width`` parameter (``get_backbone(width=...)`` rounds channels to multiples of 8).
+
+    Every layer of every block is searched. A 1x1 layer (a pointwise conv of a block) keeps
+    kernel 1: its families are asked with ``kernels=(1,)`` and options that cannot be 1x1 are
+    dropped. Kernels wider than a layer's input map (``kernel_fits``) are not offered.
+    ``include_template`` (default: every named backbone but ``small``): where no family offers
+    the backbone's own layer, it is added as the choice ``layerN.op = "backbone"``, so the
+    paper's network is always a member and a baseline (named after the backbone).
     """
 
     def __init__(self, name: str, families: Sequence[Family], backbone: str | Arch = "small",
                  input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10,
-                 widths: Sequence[float] = (1.0,)) -> None:
+                 widths: Sequence[float] = (1.0,), include_template: bool | None = None) -> None:
         if not families:
             raise SpaceError(f"space '{name}' needs at least one family")
         names = [f.name for f in families]
@@ -322,6 +333,9 @@ class Space:
                     raise SpaceError(f"option 'widths': {seen[chans]} and {w} give the same channels {list(chans)} "
                                      "on this backbone; drop one")
                 seen[chans] = w
+        self.include_template = (self.backbone_name not in ("small", "custom") if include_template is None
+                                 else bool(include_template))
+        self._shapes = {w: self._compute_shapes(w) for w in self.widths}
         first = self.templates[self.widths[0]]
         self.input_shape = first.input_shape
         self.num_classes = first.num_classes
@@ -350,30 +364,49 @@ class Space:
                         for i in range(self.n_layers)]
 
     # -- construction ------------------------------------------------------------------
+    def _compute_shapes(self, width: float) -> list[LayerShape]:
+        t = self.templates[width]
+        out = []
+        for i, (l, (c, h, w), pos) in enumerate(zip(t.layers, t.layer_inputs(), t.layer_positions())):
+            block = t.stages[pos[0]][pos[1]]
+            out.append(LayerShape(i, c, l.out_channels, l.stride, l.kernel_size, h, w,
+                                  l.residual or block.shortcut != "none", pos))
+        return out
+
     def shapes(self, width: float | None = None) -> list[LayerShape]:
         """The ``LayerShape`` of every searched layer at ``width`` (default: the first)."""
-        t = self.templates[self.widths[0] if width is None else width]
-        fs = [t.input_shape[1:]] + [s[1:] for s in t.feature_shapes()]
-        return [LayerShape(i, t.in_channels(i), l.out_channels, l.stride, l.kernel_size,
-                           fs[i + 1][0], fs[i + 1][1], l.residual) for i, l in enumerate(t.layers)]
+        return list(self._shapes[self.widths[0] if width is None else width])
 
     def _layer_options(self, width: float, index: int) -> list[Option]:
-        shape = self.shapes(width)[index]
+        shape = self._shapes[width][index]
         template = self.templates[width].layers[index]
-        out: list[Option] = []
+        pointwise = template.kernel_size == 1
+        found: list[tuple[str, Option]] = []
         seen: set[LayerOp] = set()
         for fam in self.families:
+            if pointwise:
+                fam = copy.copy(fam)
+                fam.kernels = (1,)
             for o in fam.options(shape):
                 try:
                     validate_op(o.layer.op, shape.in_channels, shape.out_channels, o.layer.kernel_size,
                                 shape.stride, **dict(o.layer.params))
                 except OpConfigError as err:
+                    if pointwise:
+                        continue
                     raise RuntimeError(f"family '{fam.name}' offered an impossible layer {o} at {shape}: {err}") from None
-                if o.layer in seen:
-                    continue  # the same layer as an earlier option: counted once
+                if o.layer in seen or not kernel_fits(o.layer.kernel_size, shape.height, shape.width):
+                    continue  # the same layer as an earlier option (counted once), or too wide a kernel
+                if pointwise and o.layer.kernel_size != 1:
+                    continue
                 seen.add(o.layer)
-                choice = ((("op", fam.name),) if self._multi else ()) + o.choice
-                out.append(Option(choice, o.layer))
+                found.append((fam.name, o))
+        own = LayerOp.from_spec(template)
+        add_template = self.include_template and own not in seen
+        multi = self._multi or add_template
+        out = [Option(((("op", f),) if multi else ()) + o.choice, o.layer) for f, o in found]
+        if add_template:
+            out.append(Option((("op", "backbone"),), own))
         if not out:
             raise SpaceError(f"space '{self.name}': layer {index} ({template.out_channels} channels) has no option")
         return out
@@ -424,8 +457,7 @@ class Space:
 
     def _assemble(self, width: float, leaves: Sequence[int]) -> Arch:
         t = self.templates[width]
-        layers = tuple(self._options[i][j].layer.apply(t.layers[i]) for i, j in enumerate(leaves))
-        return Arch(t.input_shape, t.num_classes, t.stem, layers, t.head)
+        return t.with_layers([self._options[i][j].layer.apply(t.layers[i]) for i, j in enumerate(leaves)])
 
     def sample(self, trial: Any) -> Arch:
         """Draw an ``Arch`` with an Optuna trial (define-by-run: only reached params are suggested)."""
@@ -474,11 +506,14 @@ class Space:
     def params_of(self, arch: Arch) -> dict[str, ChoiceValue]:
         """The parameter dict that yields ``arch``; ``SpaceError`` if ``arch`` is not in the space."""
         for w, t in self.templates.items():
-            if (arch.input_shape, arch.num_classes, arch.stem, arch.head) != (t.input_shape, t.num_classes, t.stem, t.head):
+            if len(arch.layers) != len(t.layers):
                 continue
-            if len(arch.layers) != len(t.layers) or any(
-                    (a.out_channels, a.stride, a.residual, a.pool) != (b.out_channels, b.stride, b.residual, b.pool)
-                    for a, b in zip(arch.layers, t.layers)):
+            try:  # same skeleton: the template with this arch's ops is this arch
+                same = t.with_layers([b.replace(op=a.op, kernel_size=a.kernel_size, params=a.p)
+                                      for a, b in zip(arch.layers, t.layers)]) == arch
+            except ValueError:
+                same = False
+            if not same:
                 continue
             params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
             for i, layer in enumerate(arch.layers):
@@ -495,7 +530,10 @@ class Space:
         """``{name: params}`` of the families' hand-designed nets that are members of this space.
 
         Built at width 1.0 when searched (else the first width). A baseline is left out when
-        some layer cannot take it (its rule gives ``None``) or the space does not offer it.
+        some layer cannot take it (its rule gives ``None``) or the space does not offer it. On a
+        1x1 layer a rule's op is taken at kernel 1, or the backbone's own layer where that is
+        not a choice (HetConv's P applies to the K x K convs). With ``include_template`` the
+        backbone itself is a baseline, named after it unless another baseline is the same net.
         """
         w = 1.0 if 1.0 in self.widths else self.widths[0]
         shapes = self.shapes(w)
@@ -507,12 +545,20 @@ class Space:
                 params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
                 for shape in shapes:
                     target = rule(shape)
+                    if target is not None and shape.kernel_size == 1:  # a pointwise layer stays 1x1,
+                        target = LayerOp(target.op, 1, target.params)  # else keeps the backbone's op
+                        if (w, target) not in self._lookup[shape.index]:
+                            target = LayerOp.from_spec(self.templates[w].layers[shape.index])
                     j = None if target is None else self._lookup[shape.index].get((w, target))
                     if j is None:
                         break
                     params.update(self._leaf_params(shape.index, j))
                 else:
                     out[bname] = params
+        if self.include_template and self.backbone_name not in out:
+            own = self.params_of(self.templates[w])  # a member: include_template adds its layers
+            if own not in out.values():
+                out[self.backbone_name] = own
         return out
 
     def baselines(self) -> dict[str, Arch]:
@@ -537,10 +583,14 @@ class Space:
             t = self.templates[w]
             lines.append(f"stem: conv {t.stem.kernel_size}x{t.stem.kernel_size} -> {t.stem.out_channels} (fixed)")
             table = [(s, self.layer_options(s.index, w)) for s in self.shapes(w)]
-            table_rows = [_summarise(opts, self._multi) for _, opts in table]
+            table_rows = [_summarise(opts, opts[0].choice[:1][0][0] == "op" if opts[0].choice else False)
+                          for _, opts in table]
             cw = max(len(r) for rows in table_rows for r in rows) + 2
             lines.append(f"{'layer':<8}{'in->out':>10}{'s':>3}{'map':>8}  {'choices':<{cw}}{'count':>6}")
             for (shape, opts), rows in zip(table, table_rows):
+                st, bi, li = shape.position
+                if li == 0 and (len(t.blocks) != len(t.layers) or t.blocks[0].shortcut != "none"):
+                    lines.append(f"stage {st} block {bi}: {block_summary(t.stages[st][bi])}")
                 head = (f"layer{shape.index:<3}{f'{shape.in_channels}->{shape.out_channels}':>10}{shape.stride:>3}"
                         f"{f'{shape.height}x{shape.width}':>8}  ")
                 for r, row in enumerate(rows):
@@ -554,6 +604,24 @@ class Space:
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, backbone={self.backbone_name!r}, size={self.size})"
+
+
+def block_summary(block: Any) -> str:
+    """One line for a ``BlockSpec``: layers, shortcut, combination, act, shuffle."""
+    parts = [f"{len(block.layers)} layer{'s' if len(block.layers) > 1 else ''}", f"shortcut {block.shortcut}"]
+    if block.shortcut == "projection" and block.proj_groups > 1:
+        parts[-1] += f" (groups {block.proj_groups})"
+    if block.shortcut == "branch":
+        parts[-1] += " (" + " -> ".join(layer_label(l) for l in block.branch) + ")"
+    if block.shortcut != "none":
+        parts.append(block.combine)
+    if block.split:
+        parts.append("channel split")
+    if block.act != "none":
+        parts.append(f"then {block.act}")
+    if block.shuffle > 1:
+        parts.append(f"shuffle {block.shuffle}")
+    return ", ".join(parts)
 
 
 def _summarise(opts: list[Option], multi: bool) -> list[str]:
