@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors, register_label
+from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors
 
 __all__ = ["HetConvFamily", "hetconv_space", "HETCONV_BASELINES"]
 
@@ -46,9 +46,6 @@ def _uniform(k: int, P: int) -> BaselineRule:
     def rule(shape: LayerShape) -> LayerOp | None:
         return None if shape.in_channels % P or shape.out_channels % P else hetconv_op(k, P)
     return rule
-
-
-register_label("hetconv", lambda spec: f"hetconv P{spec.p['P']} k{spec.kernel_size}")
 
 
 def hetconv_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,

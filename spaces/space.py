@@ -39,72 +39,27 @@ shuffle right before global pooling); the family modules document theirs.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
-
-import copy
 
 from .arch import Arch, LayerSpec
 from .arch_shapes import kernel_fits
 from .backbones import get_backbone
+from .choice_tree import ChoiceValue, Node as _Node, build_tree as _build, match_value as _match
+from .choice_tree import name_nodes as _name_nodes, vkey as _vkey, walk_tree as _walk
+from .labels import layer_label, register_label
 from .ops.registry import OpConfigError, validate_op
+from .space_checks import SpaceError, check_kernels, check_widths, common_divisors, divisors
 
 __all__ = [
     "ChoiceValue", "LayerShape", "LayerOp", "Option", "Family", "BaselineRule", "Space", "SpaceError",
     "divisors", "common_divisors", "check_kernels", "check_widths", "layer_label", "register_label",
 ]
 
-ChoiceValue = int | float | bool | str
 BaselineRule = Callable[["LayerShape"], "LayerOp | None"]
-
-
-class SpaceError(ValueError):
-    """Bad space options or parameters that do not belong to a space; the message names them."""
-
-
-# -- shape arithmetic shared by the families ------------------------------------------------
-def divisors(n: int) -> list[int]:
-    """The positive divisors of ``n``, ascending."""
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return sorted(set(small + [n // d for d in small]))
-
-
-def common_divisors(a: int, b: int) -> list[int]:
-    """The positive integers that divide both ``a`` and ``b`` (the divisors of gcd(a, b))."""
-    return divisors(math.gcd(a, b))
-
-
-def check_kernels(kernels: Any, field_name: str = "kernels") -> tuple[int, ...]:
-    """A non-empty tuple of distinct odd kernel sizes >= 3, or ``SpaceError``."""
-    if isinstance(kernels, int) and not isinstance(kernels, bool):
-        kernels = (kernels,)
-    if not isinstance(kernels, (tuple, list)) or not kernels:
-        raise SpaceError(f"option '{field_name}' must be a non-empty list of odd kernel sizes >= 3, got {kernels!r}")
-    for k in kernels:
-        if not isinstance(k, int) or isinstance(k, bool) or k < 3 or k % 2 == 0:
-            raise SpaceError(f"option '{field_name}': {k!r} is not an odd kernel size >= 3 (e.g. 3, 5, 7)")
-    if len(set(kernels)) != len(kernels):
-        raise SpaceError(f"option '{field_name}' lists a kernel size twice: {list(kernels)}")
-    return tuple(kernels)
-
-
-def check_widths(widths: Any) -> tuple[float, ...]:
-    """A non-empty tuple of distinct positive width multipliers, or ``SpaceError``."""
-    if isinstance(widths, (int, float)) and not isinstance(widths, bool):
-        widths = (widths,)
-    if not isinstance(widths, (tuple, list)) or not widths:
-        raise SpaceError(f"option 'widths' must be a non-empty list of positive multipliers, got {widths!r}")
-    out = []
-    for w in widths:
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
-            raise SpaceError(f"option 'widths': {w!r} is not a positive width multiplier (e.g. 1.0, 1.5, 2.0)")
-        out.append(float(w))
-    if len(set(out)) != len(out):
-        raise SpaceError(f"option 'widths' lists a multiplier twice: {out}")
-    return tuple(out)
 
 
 # -- the data a family works with --------------------------------------------------------------
@@ -184,110 +139,6 @@ class Family:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kernels={self.kernels})"
-
-
-# -- short labels for plots ---------------------------------------------------------------
-_LABELS: dict[str, Callable[[LayerSpec], str]] = {}
-
-
-def register_label(op: str, fn: Callable[[LayerSpec], str]) -> None:
-    """Give ``op`` a short plot label (``layer_choices``); others get ``op kK key=value``."""
-    _LABELS[op] = fn
-
-
-def layer_label(spec: LayerSpec) -> str:
-    """A short label for one layer, e.g. ``igc L4 M8 k3`` or ``group g4 shuffle k3``."""
-    if spec.op in _LABELS:
-        return _LABELS[spec.op](spec)
-    parts = [spec.op]
-    for k, v in spec.params:
-        if isinstance(v, bool):
-            parts.append(k if v else f"no-{k}")
-        else:
-            parts.append(f"{k}={v}")
-    parts.append(f"k{spec.kernel_size}")
-    return " ".join(parts)
-
-
-# -- the choice tree of one layer ---------------------------------------------------------
-@dataclass
-class _Node:
-    """One choice level: ``key`` picks among ``children`` (value -> subtree or leaf index)."""
-
-    key: str
-    path: tuple[tuple[str, ChoiceValue], ...]
-    children: dict[Any, _Node | int] = field(default_factory=dict)
-    values: list[ChoiceValue] = field(default_factory=list)
-    name: str = ""  # Optuna parameter name; "" when fixed (one value) or global
-    qpath: tuple[tuple[str, ChoiceValue], ...] = ()  # the informative part of ``path``
-
-
-def _vkey(v: ChoiceValue) -> tuple[str, ChoiceValue]:
-    """Dict key that keeps True apart from 1 and 1.0."""
-    return (type(v).__name__, v)
-
-
-def _fmt(v: ChoiceValue) -> str:
-    return str(v)
-
-
-def _build(paths: list[tuple[tuple[str, ChoiceValue], ...]], ids: list[int], depth: int,
-           prefix: tuple[tuple[str, ChoiceValue], ...], qprefix: tuple[tuple[str, ChoiceValue], ...] = ()
-           ) -> _Node | int:
-    """The choice tree of ``paths[ids]`` below ``depth``; leaves are indices into ``paths``."""
-    ended = [i for i in ids if len(paths[i]) == depth]
-    if ended:
-        if len(ids) != 1:
-            clash = [paths[i] for i in ids]
-            raise RuntimeError(f"family bug: choices {clash} are not a prefix-free set of distinct paths")
-        return ids[0]
-    keys = {paths[i][depth][0] for i in ids}
-    if len(keys) != 1:
-        raise RuntimeError(f"family bug: after {prefix} the next choice key differs: {sorted(keys)}")
-    node = _Node(key=keys.pop(), path=prefix, qpath=qprefix)
-    groups: dict[Any, list[int]] = {}
-    for i in ids:
-        v = paths[i][depth][1]
-        if _vkey(v) not in groups:
-            groups[_vkey(v)] = []
-            node.values.append(v)
-        groups[_vkey(v)].append(i)
-    informative = len(node.values) > 1 or node.key == "width"
-    for v in node.values:
-        q = qprefix + ((node.key, v),) if informative else qprefix
-        node.children[_vkey(v)] = _build(paths, groups[_vkey(v)], depth + 1, prefix + ((node.key, v),), q)
-    return node
-
-
-def _walk(node: _Node | int) -> Iterator[_Node]:
-    if isinstance(node, _Node):
-        yield node
-        for c in node.children.values():
-            yield from _walk(c)
-
-
-def _name_nodes(root: _Node | int, prefix: str, global_keys: frozenset[str]) -> None:
-    """Give each suggested node its Optuna name (see the module docstring)."""
-    by_key: dict[str, list[_Node]] = {}
-    for n in _walk(root):
-        if n.key in global_keys:
-            n.name = n.key
-        elif len(n.values) > 1:
-            by_key.setdefault(n.key, []).append(n)
-    for key, nodes in by_key.items():
-        sig = [tuple(_vkey(v) for v in n.values) for n in nodes]
-        counts = Counter(sig)  # the most common choice list keeps the plain name (first on ties)
-        top = max(counts.values())
-        majority = next(s for s in sig if counts[s] == top)
-        for n, s in zip(nodes, sig):
-            if s == majority:
-                n.name = f"{prefix}.{key}"
-                continue
-            for length in range(1, len(n.qpath) + 1):
-                suffix = n.qpath[-length:]
-                if all(s2 == s for n2, s2 in zip(nodes, sig) if n2.qpath[-length:] == suffix):
-                    break
-            n.name = f"{prefix}.{key}|" + ",".join(f"{k}={_fmt(v)}" for k, v in suffix)
 
 
 # -- the space ----------------------------------------------------------------------------
@@ -571,86 +422,10 @@ class Space:
         return {f"layer{i}": layer_label(l) for i, l in enumerate(arch.layers)}
 
     def describe(self) -> str:
-        """A table of the searched layers, their choices and counts, and the size."""
-        lines = [f"space '{self.name}' on backbone '{self.backbone_name}' "
-                 f"(input {tuple(self.input_shape)}, {self.num_classes} classes); "
-                 f"families: {', '.join(f.name for f in self.families)}"]
-        if len(self.widths) > 1:
-            lines.append(f"width multiplier 'width': {list(self.widths)} (tables below at each width)")
-        for w in self.widths:
-            if len(self.widths) > 1:
-                lines.append(f"-- width {w}")
-            t = self.templates[w]
-            lines.append(f"stem: conv {t.stem.kernel_size}x{t.stem.kernel_size} -> {t.stem.out_channels} (fixed)")
-            table = [(s, self.layer_options(s.index, w)) for s in self.shapes(w)]
-            table_rows = [_summarise(opts, opts[0].choice[:1][0][0] == "op" if opts[0].choice else False)
-                          for _, opts in table]
-            cw = max(len(r) for rows in table_rows for r in rows) + 2
-            lines.append(f"{'layer':<8}{'in->out':>10}{'s':>3}{'map':>8}  {'choices':<{cw}}{'count':>6}")
-            for (shape, opts), rows in zip(table, table_rows):
-                st, bi, li = shape.position
-                if li == 0 and (len(t.blocks) != len(t.layers) or t.blocks[0].shortcut != "none"):
-                    lines.append(f"stage {st} block {bi}: {block_summary(t.stages[st][bi])}")
-                head = (f"layer{shape.index:<3}{f'{shape.in_channels}->{shape.out_channels}':>10}{shape.stride:>3}"
-                        f"{f'{shape.height}x{shape.width}':>8}  ")
-                for r, row in enumerate(rows):
-                    count = f"{len(opts):>6}" if r == 0 else ""
-                    lines.append(((head if r == 0 else " " * len(head)) + f"{row:<{cw}}{count}").rstrip())
-            lines.append(f"product at width {w}: {math.prod(self._counts[w])}")
-        lines.append(f"parameters: {len(self.param_names())} names, e.g. {', '.join(self.param_names()[:5])}")
-        lines.append(f"baselines: {', '.join(self.baseline_params()) or 'none'}")
-        lines.append(f"size: {self.size} distinct configurations (~{self.size:.3g})")
-        return "\n".join(lines)
+        """A table of the searched layers (grouped by block), their choices and counts, and the size."""
+        from .space_describe import describe_space
+
+        return describe_space(self)
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, backbone={self.backbone_name!r}, size={self.size})"
-
-
-def block_summary(block: Any) -> str:
-    """One line for a ``BlockSpec``: layers, shortcut, combination, act, shuffle."""
-    parts = [f"{len(block.layers)} layer{'s' if len(block.layers) > 1 else ''}", f"shortcut {block.shortcut}"]
-    if block.shortcut == "projection" and block.proj_groups > 1:
-        parts[-1] += f" (groups {block.proj_groups})"
-    if block.shortcut == "branch":
-        parts[-1] += " (" + " -> ".join(layer_label(l) for l in block.branch) + ")"
-    if block.shortcut != "none":
-        parts.append(block.combine)
-    if block.split:
-        parts.append("channel split")
-    if block.act != "none":
-        parts.append(f"then {block.act}")
-    if block.shuffle > 1:
-        parts.append(f"shuffle {block.shuffle}")
-    return ", ".join(parts)
-
-
-def _summarise(opts: list[Option], multi: bool) -> list[str]:
-    """One row per family: ``fam (n): key=v1,v2 key=...``."""
-    fams: dict[str, list[Option]] = {}
-    for o in opts:
-        fam = str(o.choice[0][1]) if multi else ""
-        fams.setdefault(fam, []).append(o)
-    rows = []
-    for fam, group in fams.items():
-        keys: dict[str, list[str]] = {}
-        for o in group:
-            for k, v in o.choice[1:] if multi else o.choice:
-                vals = keys.setdefault(k, [])
-                if _fmt(v) not in vals:
-                    vals.append(_fmt(v))
-        body = " ".join(f"{k}={','.join(v)}" for k, v in keys.items()) or "-"
-        rows.append((f"{fam} ({len(group)}): " if multi else "") + body)
-    return rows
-
-
-def _match(name: str, value: Any, values: list[ChoiceValue]) -> ChoiceValue:
-    """``value`` as one of ``values`` (strict about bool vs int); ``SpaceError`` otherwise."""
-    for v in values:
-        if isinstance(v, bool) or isinstance(value, bool):
-            if isinstance(v, bool) and isinstance(value, bool) and v == value:
-                return v
-        elif type(v) is type(value) and v == value:
-            return v
-        elif isinstance(v, float) and isinstance(value, int) and float(value) == v:
-            return v
-    raise SpaceError(f"parameter '{name}' = {value!r} is not a choice; choices: {values}")
