@@ -47,28 +47,32 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from .build import Block, GroupNet, Head, condense_model
-from .fold import PermutedOp, fold_conv_bn, inverse_permutation
+from .build import condense_model
+from .fold import PermutedOp, fold_conv_bn
+from .inference_builder import builder_rules, fold_preact_bns
 
 __all__ = ["inference_model", "register_inference"]
 
 _PER_CHANNEL = (nn.ReLU, nn.ReLU6, nn.Identity, nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, nn.Hardswish,
                 nn.SiLU, nn.LeakyReLU)
 _REGISTRY: dict[type, dict[str, Any]] = {}
+BnPairs = tuple[tuple[str, str], ...]
 
 
-def register_inference(cls: type, *, bn_pairs: tuple[tuple[str, str], ...] | None = None,
-                       chain: Callable[[Any], list[nn.Module]] | None = None,
-                       ports: Callable[[Any], tuple[Any, Any] | None] | None = None) -> None:
+def register_inference(cls: type, *, bn_pairs: BnPairs | Callable[[Any], BnPairs] | None = None,
+                       chain: Callable[[Any], list[nn.Module] | None] | None = None,
+                       ports: Callable[[Any], tuple[Any, Any] | None] | None = None,
+                       inner: Callable[[Any], list[list[nn.Module]]] | None = None) -> None:
     """Declare how ``inference_model`` may rewrite instances of ``cls`` (see module doc)."""
-    _REGISTRY[cls] = {"bn_pairs": bn_pairs, "chain": chain, "ports": ports}
+    _REGISTRY[cls] = {"bn_pairs": bn_pairs, "chain": chain, "ports": ports, "inner": inner}
 
 
 def _lookup(module: nn.Module, what: str) -> Any:
     for klass in type(module).__mro__:
         if klass in _REGISTRY and _REGISTRY[klass][what] is not None:
             return _REGISTRY[klass][what]
-    attr = {"bn_pairs": "inference_bn_pairs", "chain": "inference_chain", "ports": "inference_ports"}[what]
+    attr = {"bn_pairs": "inference_bn_pairs", "chain": "inference_chain", "ports": "inference_ports",
+            "inner": "inference_inner"}[what]
     value = getattr(type(module), attr, None)
     if value is None:
         return None
@@ -90,6 +94,8 @@ def _fold_pair(op: nn.Module, bn: nn.BatchNorm2d) -> nn.Module | None:
 
 def _fold_bns(module: nn.Module) -> None:
     pairs = _lookup(module, "bn_pairs") or ()
+    if callable(pairs):
+        pairs = pairs(module)
     for op_name, bn_name in pairs:
         op, bn = getattr(module, op_name, None), getattr(module, bn_name, None)
         if op is not None and _foldable(bn):
@@ -109,20 +115,6 @@ def _fold_bns(module: nn.Module) -> None:
 
 
 # -- 3. permutation folding ----------------------------------------------------------------
-class _LinearPort:
-    """The classifier after global average pooling: it absorbs any input permutation."""
-
-    in_index = None
-
-    def __init__(self, fc: nn.Linear) -> None:
-        self.fc = fc
-
-    def permute_in(self, q: Tensor) -> bool:
-        with torch.no_grad():
-            self.fc.weight.copy_(self.fc.weight.index_select(1, inverse_permutation(q)))
-        return True
-
-
 def _is_permutation(q: Tensor) -> bool:
     return bool(torch.equal(torch.sort(q).values, torch.arange(len(q), device=q.device)))
 
@@ -174,9 +166,24 @@ def _chain(module: nn.Module) -> list[nn.Module] | None:
 def _fold_permutations(module: nn.Module) -> None:
     chain = _chain(module)
     if chain is None:
+        inner = _lookup(module, "inner")
+        if inner is not None:  # a barrier with plain compositions inside
+            seen = set()
+            for seq in inner(module):
+                seen.update(id(m) for m in seq)
+                _fold_chain(seq)
+            for child in module.children():
+                for m in (list(child) if isinstance(child, nn.ModuleList) else [child]):
+                    if id(m) not in seen:
+                        _fold_permutations(m)
+            return
         for child in module.children():
             _fold_permutations(child)
         return
+    _fold_chain(chain)
+
+
+def _fold_chain(chain: list[nn.Module]) -> None:
     last = None
     for m in chain:
         if isinstance(m, _PER_CHANNEL):
@@ -192,28 +199,9 @@ def _fold_permutations(module: nn.Module) -> None:
         last = exit_
 
 
-# -- the builder's classes ------------------------------------------------------------------
-def _block_ports(block: Block) -> tuple[Any, Any] | None:
-    if block.shortcut is None and isinstance(block.op, PermutedOp) and isinstance(block.bn, nn.Identity):
-        return block.op, block.op
-    return None
-
-
-def _head_ports(head: Head) -> tuple[Any, Any] | None:
-    pool = list(head.pool) if isinstance(head.pool, nn.Sequential) else []
-    gap = (len(pool) == 2 and isinstance(pool[0], nn.AdaptiveAvgPool2d) and pool[0].output_size in (1, (1, 1))
-           and isinstance(pool[1], nn.Flatten))
-    return (_LinearPort(head.fc), None) if gap else None
-
-
-register_inference(Block, bn_pairs=(("op", "bn"),), ports=_block_ports)
-register_inference(Head, ports=_head_ports)
-def _net_chain(net: GroupNet) -> list[nn.Module] | None:
-    parts = [getattr(net, name, None) for name in ("stem", "layers", "head")]
-    return parts if all(isinstance(p, nn.Module) for p in parts) else None  # else: no chain, recurse
-
-
-register_inference(GroupNet, chain=_net_chain)
+# -- the builder's classes (spaces.inference_builder) -------------------------------------
+for _cls, _rules in builder_rules():
+    register_inference(_cls, **_rules)
 
 
 def inference_model(model: nn.Module) -> nn.Module:
@@ -232,6 +220,7 @@ def inference_model(model: nn.Module) -> nn.Module:
         model.train(was_training)
     work.eval()
     with torch.no_grad():
+        fold_preact_bns(work)
         _fold_bns(work)
         _fold_permutations(work)
         for m in work.modules():

@@ -15,7 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from search.onnx_export import check_parity, export_onnx
-from spaces import build_model, get_backbone, get_space, inference_model
+from spaces import BACKBONES, build_model, get_backbone, get_space, inference_model
+from spaces.arch import Arch, BlockSpec, HeadSpec, LayerSpec
+from spaces.blocks import conv
+from spaces.build import Layer
 from spaces.fold import ConvKernel, PermutedOp, merge_groups
 from spaces.ops.base import LearnedOp
 from spaces.ops.shuffle import ChannelShuffle
@@ -77,13 +80,92 @@ def test_every_op_family_matches_in_both_formats(baselines):
         assert_same(model, fast)
 
 
-@pytest.mark.parametrize("backbone", ["small", "vgg16", "resnet", "mobilenet"])
-def test_backbones_match(backbone):
-    shape = (3, 32, 32)  # vgg16 pools five times
-    model = randomise(build_model(get_backbone(backbone, input_shape=shape, width=0.25)))
+CIFAR = (3, 32, 32)  # vgg16 pools five times
+_NETS: dict[str, nn.Module] = {}
+
+
+def backbone_model(name: str) -> nn.Module:
+    """``name`` at 3x32x32, width 0.25 (fast), BN randomised; built once per session."""
+    if name not in _NETS:
+        _NETS[name] = randomise(build_model(get_backbone(name, input_shape=CIFAR, width=0.25)))
+    return _NETS[name]
+
+
+def bn_count(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_every_backbone_matches_with_no_bn_left(backbone):
+    """All backbones are post-activation: every BN folds (shortcut projections too)."""
+    model = backbone_model(backbone)
+    assert bn_count(model) > 0
     fast = inference_model(model)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # shortcut BNs too
-    assert_same(model, fast, shape=shape)
+    assert bn_count(fast) == 0
+    assert not any(isinstance(m, Layer) and m.bn is not None and not isinstance(m.bn, nn.Identity)
+                   for m in fast.modules())
+    assert_same(model, fast, shape=CIFAR)
+
+
+def test_block_shuffles_stay_where_they_cannot_fold():
+    """ShuffleNet v1: the shuffle inside each grouped 1x1 (every unit but the first) feeds a
+    depthwise conv then a grouped 1x1 across groups: it stays once, as an index. ShuffleNet v2:
+    the shuffle after each unit's concat is a block barrier (the next unit splits it into an
+    identity half and a conv half): the module stays."""
+    v1 = backbone_model("shufflenet_v1")
+    shuffles = sum(isinstance(m, ChannelShuffle) for m in v1.modules())
+    assert shuffles == len(v1.layers) - 1
+    fast = inference_model(v1)
+    assert remaining_indices(fast) == shuffles and not any(isinstance(m, ChannelShuffle) for m in fast.modules())
+    v2 = backbone_model("shufflenet_v2")
+    shuffles = sum(isinstance(m, ChannelShuffle) for m in v2.modules())
+    fast = inference_model(v2)
+    assert sum(isinstance(m, ChannelShuffle) for m in fast.modules()) == shuffles and remaining_indices(fast) == 0
+
+
+def test_hetconv_permutations_cancel_inside_residual_blocks():
+    """resnet20 with HetConv P4: inside each basic block the first layer's output class order
+    is the second's input order (folded); the block's entry and exit indices stay (barrier)."""
+    arch = get_space("hetconv", backbone="resnet20", input_shape=CIFAR).baselines()["hetconv-P4"]
+    model = randomise(build_model(arch))
+    fast = inference_model(model)
+    assert remaining_indices(fast) == 2 * len(model.layers)
+    assert_same(model, fast, shape=CIFAR)
+
+
+def _preact(c: int, stride: int = 1) -> LayerSpec:
+    return LayerSpec("conv", c, 3, stride, preact=True)
+
+
+def preact_arch() -> Arch:
+    """stem (post-act) -> A, B (pre-act layers) -> block [C, D] + identity -> E (post-act)."""
+    block = BlockSpec((_preact(16), _preact(16)), "identity")
+    stages = ((BlockSpec((_preact(16),)), BlockSpec((_preact(16, 2),)), block, BlockSpec((conv(16, 3),))),)
+    return Arch(CIFAR, 10, conv(16, 3), stages, HeadSpec())
+
+
+def test_preact_bn_folds_only_into_an_op_nothing_else_reads():
+    """A's BN reads relu(bn(stem)) and C's BN the block input (the shortcut reads it too): both
+    stay. B's BN folds into A's conv, D's into C's conv (their outputs feed nothing else)."""
+    model = randomise(build_model(preact_arch()))
+    assert bn_count(model) == 6 and [type(m).__name__ for m in model.layers] == ["Layer", "Layer", "Block", "Layer"]
+    fast = inference_model(model)
+    assert bn_count(fast) == 2
+    a, b, block, _ = fast.layers
+    assert isinstance(a.bn, nn.BatchNorm2d) and isinstance(block.layers[0].bn, nn.BatchNorm2d)
+    assert isinstance(b.bn, nn.Identity) and isinstance(block.layers[1].bn, nn.Identity)
+    assert_same(model, fast, shape=CIFAR)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("backbone", ["resnet20", "mobilenet_v2", "shufflenet_v1", "shufflenet_v2"])
+def test_onnx_export_of_backbone_inference_form_passes_parity(backbone, tmp_path):
+    model = backbone_model(backbone)
+    fast = inference_model(model)
+    path = tmp_path / "m.onnx"
+    export_onnx(fast, CIFAR, path)
+    assert check_parity(fast, path, CIFAR).ok
+    assert check_parity(model, path, CIFAR).ok
 
 
 @pytest.mark.parametrize("space, baseline", [("hetconv", "hetconv-P4"), ("groups", "group-g4-shuffle"),
