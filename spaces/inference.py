@@ -6,8 +6,10 @@ logits):
 1. Learned ops are condensed (``spaces.build.condense_model``).
 2. BatchNorm is folded into the op before it (``op.fold_bn(bn)``, see ``spaces.fold``):
    where a module pairs an op with the BN that normalises its output (the builder's
-   ``Block``: ``.op`` then ``.bn``; ``nn.Sequential``: a conv followed by a BN), the op is
-   replaced by its folded inference form and the BN by ``nn.Identity``.
+   post-activation ``Layer``: ``.op`` then ``.bn``; ``nn.Sequential``: a conv followed by a
+   BN), the op is replaced by its folded inference form and the BN by ``nn.Identity``. A
+   pre-activation BN (bn -> act -> op) folds into the previous layer's op only where nothing
+   else reads that op's output (``spaces.inference_builder.fold_preact_bns``); else it stays.
 3. Channel permutations are moved into weights. Along a chain of modules (an
    ``nn.Sequential``, the builder's ``GroupNet``: stem, layers, head) the output index of one
    ``PermutedOp`` and the input index of the next (only per-channel modules, ReLU / pooling,
@@ -24,7 +26,8 @@ logits):
    contraction (``IGCKernel``). What cannot: a ShuffleNet shuffle between two grouped convs
    (its purpose is to mix the groups, so neither conv's blocks stay whole); it stays as one
    index per layer, except the last one, which the classifier absorbs. Residual blocks are
-   barriers (input and output orders would have to agree); their op keeps its own indices.
+   barriers (input and output orders would have to agree; a shortcut reads the input too);
+   the layers inside a block are folded as a chain of their own.
 
 Extension protocol for new block types (what a builder provides to opt in):
 
@@ -34,9 +37,12 @@ Extension protocol for new block types (what a builder provides to opt in):
   exit) | None``: the ``PermutedOp`` that first sees the block's input and the one whose output
   is the block's output, when everything else in between is per-channel;
 - a network: ``inference_chain(self) -> list[nn.Module]``, its children in the order its
-  forward composes them (a plain composition).
+  forward composes them (a plain composition);
+- a barrier block: ``inference_inner(self) -> list[list[nn.Module]]``, the plain compositions
+  inside it (folded each as a chain, nothing moved across the block's ends).
 
-Existing builder classes are registered here with ``register_inference``.
+``bn_pairs`` may also be a function of the instance. The builder's classes (``spaces.build``)
+are registered here with ``register_inference`` from ``spaces.inference_builder.builder_rules``.
 """
 
 from __future__ import annotations
