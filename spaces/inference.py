@@ -195,6 +195,8 @@ def _fold_chain(chain: list[nn.Module]) -> None:
         if isinstance(m, _PER_CHANNEL):
             continue
         ports = _ports(m)
+        if ports is not None and not isinstance(m, PermutedOp) and _lookup(m, "inner") is not None:
+            _fold_permutations(m)  # a barrier with an exit port: fold inside it too
         if ports is None:
             last = None
             _fold_permutations(m)

@@ -25,7 +25,10 @@ left, no shortcut; pre-activation once its BN is folded away). A ``Block`` (shor
 barrier to the chain around it: its input is read twice and its output is a sum or
 concatenation, so an index moved across it would have to act on both paths; inside it, its
 ``layers`` and ``branch`` are each folded as a chain of their own (exact: only the joins between
-two consecutive layers move). The classifier after global average pooling absorbs any input
+two consecutive layers move). Its trailing shuffle is an exit port (``ShuffleExit``): a next
+``Layer`` whose op takes the order (a dense conv) absorbs it, and the shuffle goes (ShuffleNet
+v2's last unit, before conv5); before another unit it stays (the split sends one half of it
+through the identity shortcut, where no weight can absorb it). The classifier after global average pooling absorbs any input
 permutation (``LinearPort``).
 """
 
@@ -38,6 +41,7 @@ from torch import Tensor, nn
 
 from .build import Block, GroupNet, Head, Layer
 from .fold import PermutedOp, fold_conv_bn, inverse_permutation
+from .ops.shuffle import shuffle_permutation
 
 __all__ = ["builder_rules", "fold_preact_bns", "LinearPort"]
 
@@ -74,6 +78,37 @@ def _layer_ports(layer: Layer) -> tuple[Any, Any] | None:
     return layer.op, layer.op
 
 
+class ShuffleExit:
+    """A block's trailing channel shuffle as the exit port of a chain: the next layer may absorb
+    it (a dense conv or the classifier takes any input order); then the shuffle is removed."""
+
+    def __init__(self, block: Block) -> None:
+        self.block = block
+        device = next((p.device for p in block.parameters()), torch.device("cpu"))
+        self._index = torch.tensor(shuffle_permutation(block._inference_channels, block.shuffle.groups), device=device)
+
+    @property
+    def out_index(self) -> Tensor | None:
+        return self._index if self.block.shuffle is not None else None
+
+    @out_index.setter
+    def out_index(self, q: Tensor | None) -> None:
+        if q is None:
+            self.block.shuffle = None
+        elif not torch.equal(q, self._index):  # pragma: no cover - _join only clears or restores it
+            raise ValueError("a block's shuffle can only be kept or absorbed")
+
+    def permute_out(self, q: Tensor) -> bool:
+        return False
+
+
+def _block_ports(block: Block) -> tuple[Any, Any] | None:
+    """Entry: none (the input feeds the layers and the shortcut). Exit: the trailing shuffle."""
+    if block.shuffle is None or not hasattr(block, "_inference_channels"):
+        return None
+    return None, ShuffleExit(block)
+
+
 def _block_inner(block: Block) -> list[list[nn.Module]]:
     return [list(block.layers)] + ([list(block.branch)] if block.branch is not None else [])
 
@@ -87,14 +122,23 @@ def _head_ports(head: Head) -> tuple[Any, Any] | None:
 
 def _net_chain(net: GroupNet) -> list[nn.Module] | None:
     parts = [getattr(net, name, None) for name in ("stem", "layers", "head")]
-    return parts if all(isinstance(p, nn.Module) for p in parts) else None  # else: no chain, recurse
+    if not all(isinstance(p, nn.Module) for p in parts):
+        return None  # else: no chain, recurse
+    arch = getattr(net, "arch", None)
+    if isinstance(parts[1], nn.Sequential) and hasattr(arch, "feature_shapes"):
+        shapes = arch.feature_shapes()
+        if len(shapes) == len(parts[1]) + 1:
+            for block, shape in zip(parts[1], shapes[1:]):
+                if isinstance(block, Block):  # the output width a block's shuffle port needs
+                    block._inference_channels = shape[0]
+    return parts
 
 
 def builder_rules() -> list[tuple[type, dict[str, Any]]]:
     """``(cls, keyword arguments of register_inference)`` for each builder class."""
     return [
         (Layer, {"bn_pairs": _layer_bn_pairs, "ports": _layer_ports}),
-        (Block, {"inner": _block_inner}),
+        (Block, {"inner": _block_inner, "ports": _block_ports}),
         (Head, {"ports": _head_ports}),
         (GroupNet, {"chain": _net_chain}),
     ]

@@ -110,8 +110,8 @@ def test_every_backbone_matches_with_no_bn_left(backbone):
 def test_block_shuffles_stay_where_they_cannot_fold():
     """ShuffleNet v1: the shuffle inside each grouped 1x1 (every unit but the first) feeds a
     depthwise conv then a grouped 1x1 across groups: it stays once, as an index. ShuffleNet v2:
-    the shuffle after each unit's concat is a block barrier (the next unit splits it into an
-    identity half and a conv half): the module stays."""
+    the shuffle after each unit's concat stays before the next unit (which splits it into an
+    identity half and a conv half); after the last unit the dense conv5 absorbs it."""
     v1 = backbone_model("shufflenet_v1")
     shuffles = sum(isinstance(m, ChannelShuffle) for m in v1.modules())
     assert shuffles == len(v1.layers) - 1
@@ -120,7 +120,9 @@ def test_block_shuffles_stay_where_they_cannot_fold():
     v2 = backbone_model("shufflenet_v2")
     shuffles = sum(isinstance(m, ChannelShuffle) for m in v2.modules())
     fast = inference_model(v2)
-    assert sum(isinstance(m, ChannelShuffle) for m in fast.modules()) == shuffles and remaining_indices(fast) == 0
+    assert isinstance(v2.layers[-1], Layer) and isinstance(v2.layers[-2].shuffle, ChannelShuffle)
+    assert sum(isinstance(m, ChannelShuffle) for m in fast.modules()) == shuffles - 1
+    assert fast.layers[-2].shuffle is None and remaining_indices(fast) == 0
 
 
 def test_hetconv_permutations_cancel_inside_residual_blocks():
