@@ -16,7 +16,8 @@ logits):
    in between, which commute with a permutation) compose into one permutation ``q``. It is
    absorbed by the producer (reordered filters and bias) or the consumer (reordered input
    columns; the classifier after global average pooling takes any), when ``q`` keeps the
-   groups of that conv whole; otherwise it stays, once, in front of the consumer (after its
+   groups of that conv whole; else a depthwise consumer passes it on to its output (exact, and
+   smaller after a stride); otherwise it stays, once, in front of the consumer (after its
    max-pool: the smaller tensor).
 
    What folds: HetConv's input and output permutations cancel between HetConv layers of equal
@@ -54,7 +55,7 @@ import torch
 from torch import Tensor, nn
 
 from .build import condense_model
-from .fold import PermutedOp, fold_conv_bn
+from .fold import ConvKernel, PermutedOp, fold_conv_bn, inverse_permutation
 from .inference_builder import builder_rules, fold_preact_bns
 
 __all__ = ["inference_model", "register_inference"]
@@ -137,12 +138,31 @@ def _join(producer: Any, consumer: Any) -> None:
     if _is_permutation(q):
         if torch.equal(q, torch.arange(len(q), device=q.device)):
             return
-        if producer.permute_out(q) or consumer.permute_in(q):
+        if producer.permute_out(q) or consumer.permute_in(q) or _through_depthwise(consumer, q):
             return
     if isinstance(consumer, PermutedOp):
         consumer.in_index = q
     else:
         producer.out_index = q
+
+
+def _through_depthwise(op: Any, q: Tensor) -> bool:
+    """Move ``x[:, q]`` in front of a depthwise conv to its output: ``dw(x[:, q]) = dw'(x)[:, q]``
+    with filter ``q[c]`` of ``dw'`` = filter ``c`` of ``dw`` (per-channel, exact). There it is
+    smaller after a stride, and the next join may absorb it."""
+    if not (isinstance(op, PermutedOp) and isinstance(op.kernel, ConvKernel) and op.out_index is None):
+        return False
+    conv = op.kernel.conv
+    if not (conv.groups == conv.in_channels == conv.out_channels == len(q)):
+        return False
+    inv = inverse_permutation(q)
+    with torch.no_grad():
+        conv.weight.copy_(conv.weight[inv])
+        if conv.bias is not None:
+            conv.bias.copy_(conv.bias[inv])
+    op.kernel._export_cache = None
+    op.out_index = q
+    return True
 
 
 def _ports(module: nn.Module) -> tuple[Any, Any] | None:

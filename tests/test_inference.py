@@ -109,7 +109,8 @@ def test_every_backbone_matches_with_no_bn_left(backbone):
 
 def test_block_shuffles_stay_where_they_cannot_fold():
     """ShuffleNet v1: the shuffle inside each grouped 1x1 (every unit but the first) feeds a
-    depthwise conv then a grouped 1x1 across groups: it stays once, as an index. ShuffleNet v2:
+    depthwise conv then a grouped 1x1 across groups: it stays once, as an index, moved through
+    the depthwise conv (4x smaller after a stride 2). ShuffleNet v2:
     the shuffle after each unit's concat stays before the next unit (which splits it into an
     identity half and a conv half); after the last unit the dense conv5 absorbs it."""
     v1 = backbone_model("shufflenet_v1")
@@ -117,6 +118,9 @@ def test_block_shuffles_stay_where_they_cannot_fold():
     assert shuffles == len(v1.layers) - 1
     fast = inference_model(v1)
     assert remaining_indices(fast) == shuffles and not any(isinstance(m, ChannelShuffle) for m in fast.modules())
+    for unit in fast.layers[1:]:  # moved through the depthwise conv: after its stride, in front of the 1x1
+        assert [l.op.in_index is not None for l in unit.layers] == [False, False, True]
+        assert all(l.op.out_index is None for l in unit.layers)
     v2 = backbone_model("shufflenet_v2")
     shuffles = sum(isinstance(m, ChannelShuffle) for m in v2.modules())
     fast = inference_model(v2)
