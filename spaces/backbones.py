@@ -1,38 +1,38 @@
-"""Fixed skeletons (widths, depth, strides) that the search spaces fill with grouping choices.
+"""Backbones: the networks a search starts from, ``get_backbone(name, input_shape, num_classes, width)``.
 
-Each backbone is an ``Arch`` template built from dense convs (``mobilenet`` from depthwise
-separable ones); a space keeps the stem, head, widths and strides and replaces each layer's
-op and parameters.
+Each is an ``Arch`` of dense, grouped and depthwise convs; a space keeps the stem, head,
+block structure, widths and strides and replaces the ops of the blocks' layers.
 
 - ``small``: a 7-conv CIFAR-style net for fast searches (16-32-32-64-64-128-128).
 - ``vgg16``: VGG-16 for 32x32 inputs as in the HetConv paper (13 convs, 5 max-pools,
-  ~313 M MACs on 3x32x32).
-- ``resnet``: a ResNet-style net (3 stages of 3 layers, 16/32/64 channels) where each
-  layer has a shortcut.
-- ``mobilenet``: MobileNet-v1 adapted to 32x32 (13 depthwise-separable layers, 32..1024).
+  313.7 M MACs on 3x32x32, Table 1 of Singh et al., CVPR 2019).
+- ``resnet``, ``mobilenet``: the small ResNet-style (3 stages of 3 one-layer residual layers)
+  and MobileNet-style (13 depthwise separable ops, no BN between their parts) search skeletons.
+- the papers' networks (``spaces.nets_resnet``, ``nets_mobile``, ``nets_shuffle``): ``resnet20``,
+  ``resnet18``, ``resnet50``, ``resnext50``, ``mobilenet_v1``, ``mobilenet_v2``,
+  ``shufflenet_v1`` (option ``groups``), ``shufflenet_v2``.
 
-``width`` scales every channel count (rounded to a multiple of 8, at least 8), so a space can
-trade grouping for width as IGC suggests.
+``width`` scales every channel count (to multiples of 8 unless a net says otherwise), so a
+space can trade grouping for width as IGC suggests. Options are keyword-only; an unknown one
+is an error that lists them.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from typing import Any, Callable
 
 from .arch import Arch, HeadSpec, LayerSpec
+from .nets_mobile import mobilenet_v1, mobilenet_v2
+from .nets_resnet import resnet18, resnet20, resnet50, resnext50
+from .nets_shuffle import shufflenet_v1, shufflenet_v2
+from .widths import scale_width
 
-__all__ = ["BACKBONES", "get_backbone", "scale_width"]
-
-
-def scale_width(channels: int, width: float) -> int:
-    """``channels * width`` rounded to a multiple of 8 (at least 8); exact when width == 1."""
-    if width == 1.0:
-        return channels
-    return max(8, int(round(channels * width / 8)) * 8)
+__all__ = ["BACKBONES", "get_backbone", "scale_width", "backbone_options"]
 
 
 def _arch(input_shape, num_classes, stem_c, plan, op="conv", head="gap", width=1.0) -> Arch:
-    """``plan``: rows of (out_channels, stride, residual, pool)."""
+    """``plan``: rows of (out_channels, stride, residual, pool), one one-layer block each."""
     stem = LayerSpec("conv", scale_width(stem_c, width), 3, 1)
     layers = tuple(
         LayerSpec(op, scale_width(c, width), 3, s, residual=r, pool=p) for c, s, r, p in plan
@@ -73,17 +73,27 @@ def mobilenet(input_shape=(3, 32, 32), num_classes=10, width=1.0) -> Arch:
 
 
 BACKBONES: dict[str, Callable[..., Arch]] = {
-    "small": small,
-    "vgg16": vgg16,
-    "resnet": resnet,
-    "mobilenet": mobilenet,
+    "small": small, "vgg16": vgg16, "resnet": resnet, "mobilenet": mobilenet,
+    "resnet20": resnet20, "resnet18": resnet18, "resnet50": resnet50, "resnext50": resnext50,
+    "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2,
+    "shufflenet_v1": shufflenet_v1, "shufflenet_v2": shufflenet_v2,
 }
 
 
-def get_backbone(name: str, input_shape=(1, 32, 32), num_classes=10, width: float = 1.0) -> Arch:
-    """The backbone ``name`` for this input shape and class count."""
+def backbone_options(name: str) -> dict[str, Any]:
+    """``{option: default}`` of backbone ``name`` (its keyword-only parameters)."""
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
-    if not (isinstance(width, (int, float)) and width > 0):
+    sig = inspect.signature(BACKBONES[name])
+    return {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def get_backbone(name: str, input_shape=(1, 32, 32), num_classes=10, width: float = 1.0, **options: Any) -> Arch:
+    """The backbone ``name`` for this input shape and class count (``ValueError`` if impossible)."""
+    allowed = backbone_options(name)
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise ValueError(f"backbone '{name}' has no option {bad[0]!r}; its options: {', '.join(allowed) or 'none'}")
+    if isinstance(width, bool) or not (isinstance(width, (int, float)) and width > 0):
         raise ValueError(f"width must be a positive number, got {width!r}")
-    return BACKBONES[name](tuple(input_shape), num_classes, float(width))
+    return BACKBONES[name](tuple(input_shape), num_classes, float(width), **options)

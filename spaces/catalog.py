@@ -2,13 +2,12 @@
 
 A space factory is ``factory(backbone, input_shape, num_classes, *, <options>) -> Space``; its
 keyword-only parameters are the space's options (an unknown option is an error that lists
-them). Other modules add spaces with ``register_space(name, factory)`` (``spaces/learned.py``
-does, and is imported at the end of this module when it exists).
+them). ``SPACES`` lists the built-in spaces explicitly; other modules add theirs with
+``register_space(name, factory)``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 from typing import Any, Callable, Sequence
 
@@ -17,12 +16,16 @@ from .decomp import decomp_space
 from .groups import groups_space
 from .hetconv import hetconv_space
 from .igc import igc_space
+from .learned import learned_space
 from .mixed import mixed_space
 from .space import Space, SpaceError
 
 __all__ = ["SPACES", "BACKBONES", "get_space", "register_space", "space_options"]
 
-SPACES: dict[str, Callable[..., Space]] = {}
+SPACES: dict[str, Callable[..., Space]] = {
+    "groups": groups_space, "igc": igc_space, "hetconv": hetconv_space, "decomp": decomp_space,
+    "mixed": mixed_space, "learned": learned_space,
+}
 
 
 def register_space(name: str, factory: Callable[..., Space]) -> Callable[..., Space]:
@@ -56,11 +59,3 @@ def get_space(name: str, backbone: str = "small", input_shape: Sequence[int] = (
     if not isinstance(backbone, str) or backbone not in BACKBONES:
         raise SpaceError(f"unknown backbone {backbone!r}; known backbones: {', '.join(BACKBONES)}")
     return SPACES[name](backbone, tuple(input_shape), num_classes, **options)
-
-
-for _name, _factory in (("groups", groups_space), ("igc", igc_space), ("hetconv", hetconv_space),
-                        ("decomp", decomp_space), ("mixed", mixed_space)):
-    register_space(_name, _factory)
-
-if importlib.util.find_spec(f"{__package__}.learned") is not None:
-    from . import learned  # noqa: F401,E402  (registers "learned" and its mixed families)

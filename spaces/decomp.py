@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, register_label
+from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space
 
 __all__ = ["DecompFamily", "decomp_space", "MODES"]
 
@@ -50,9 +50,6 @@ class DecompFamily(Family):
             rules["dense-k5"] = lambda s: LayerOp.of("conv", 5)
             rules["decomp-stack"] = lambda s: decomp_op(5, "stack")
         return rules
-
-
-register_label("decomp", lambda spec: f"decomp {spec.p['mode']} k{spec.kernel_size}")
 
 
 def decomp_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,

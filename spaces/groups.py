@@ -15,9 +15,9 @@ module with the same function class; it is counted as distinct.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
-from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors, register_label
+from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors
 
 __all__ = ["GroupFamily", "groups_space", "GROUP_BASELINES"]
 
@@ -59,15 +59,6 @@ def _uniform(k: int, g: int, shuffle: bool) -> BaselineRule:
             return None
         return _group_op(shape, k, g, shuffle and g < shape.out_channels)
     return rule
-
-
-def _label(spec: Any) -> str:
-    p = spec.p
-    return f"group g{p.get('groups', 1)}{' shuffle' if p.get('shuffle') else ''} k{spec.kernel_size}"
-
-
-register_label("group", _label)
-register_label("conv", lambda spec: f"conv k{spec.kernel_size}")
 
 
 def groups_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors, register_label
+from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors
 
 __all__ = ["HetConvFamily", "hetconv_space", "HETCONV_BASELINES"]
 
@@ -31,7 +31,8 @@ class HetConvFamily(Family):
 
     def options(self, shape: LayerShape) -> list[Option]:
         return [Option((("kernel_size", k), ("hetconv_P", P)), hetconv_op(k, P))
-                for k in self.kernels for P in common_divisors(shape.in_channels, shape.out_channels)]
+                for k in self.kernels for P in common_divisors(shape.in_channels, shape.out_channels)
+                if k > 1 or P == 1]  # at 1x1 every P is the dense conv
 
     def baselines(self) -> dict[str, BaselineRule]:
         k = 3 if 3 in self.kernels else self.kernels[0]
@@ -45,9 +46,6 @@ def _uniform(k: int, P: int) -> BaselineRule:
     def rule(shape: LayerShape) -> LayerOp | None:
         return None if shape.in_channels % P or shape.out_channels % P else hetconv_op(k, P)
     return rule
-
-
-register_label("hetconv", lambda spec: f"hetconv P{spec.p['P']} k{spec.kernel_size}")
 
 
 def hetconv_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,

@@ -13,9 +13,9 @@ depthwise separable conv and is emitted as ``dwsep`` (the same network).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
-from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors, register_label
+from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors
 
 __all__ = ["IGCFamily", "igc_space", "IGC_L_BASELINES", "IGC_M_BASELINES"]
 
@@ -64,15 +64,6 @@ def _by_M(k: int, M: int) -> BaselineRule:
         L = shape.out_channels // M
         return igc_op(shape, k, L) if shape.in_channels % L == 0 else None
     return rule
-
-
-def _label(spec: Any) -> str:
-    p = spec.p
-    return f"igc L{p['L']} M{p['M']} k{spec.kernel_size}"
-
-
-register_label("igc", _label)
-register_label("dwsep", lambda spec: f"dwsep k{spec.kernel_size}")
 
 
 def igc_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,

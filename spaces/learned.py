@@ -1,7 +1,7 @@
 """The ``learned`` space: per layer, a learned-grouping op and its group count / condensation
 factor / gate budget, against the fixed group conv as the control.
 
-Families (each also added to ``mixed`` through ``register_mixed_family``):
+Families (each also part of ``mixed``):
 
 - ``condense`` (CondenseNet, Huang et al., CVPR 2018): ``condense_groups`` G in
   ``CONDENSE_GROUPS`` dividing C_out, then ``condense_factor`` C in ``CONDENSE_FACTORS``
@@ -30,10 +30,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .catalog import register_space
 from .groups import GroupFamily
-from .mixed import register_mixed_family
-from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, SpaceError, register_label
+from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, SpaceError
 
 __all__ = ["CondenseFamily", "FLGCFamily", "DGCFamily", "learned_space",
            "CONDENSE_GROUPS", "CONDENSE_FACTORS", "LEARNED_GROUPS"]
@@ -111,15 +109,6 @@ class DGCFamily(Family):
         return {"dgc-G4": lambda s: LayerOp.of("dgc", k, groups=4) if 4 in self.budgets(s) else None}
 
 
-register_label("condense", lambda spec: f"condense G{spec.p.get('groups')} C{spec.p.get('condense_factor')} "
-                                        f"k{spec.kernel_size}")
-register_label("flgc", lambda spec: f"flgc g{spec.p.get('groups')} k{spec.kernel_size}")
-register_label("dgc", lambda spec: f"dgc g{spec.p.get('groups')} k{spec.kernel_size}")
-
-for _cls in (CondenseFamily, FLGCFamily, DGCFamily):
-    register_mixed_family(_cls)
-
-
 def learned_space(backbone: Any = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
                   widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3,), fixed: bool = True) -> Space:
     """The ``learned`` space (see the module docstring); ``fixed`` keeps the fixed group control."""
@@ -130,5 +119,3 @@ def learned_space(backbone: Any = "small", input_shape: Sequence[int] = (1, 32, 
         families.insert(0, GroupFamily(kernels))
     return Space("learned", families, backbone, input_shape, num_classes, widths)
 
-
-register_space("learned", learned_space)

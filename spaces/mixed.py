@@ -23,7 +23,8 @@ from .decomp import DecompFamily
 from .groups import GroupFamily
 from .hetconv import HetConvFamily
 from .igc import IGCFamily
-from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, SpaceError, divisors, register_label
+from .learned import CondenseFamily, DGCFamily, FLGCFamily
+from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, SpaceError, divisors
 
 __all__ = ["ConvFamily", "DwsepFamily", "InceptionFamily", "BottleneckFamily", "MIXED_FAMILIES",
            "register_mixed_family", "mixed_space", "BOTTLENECK_REDUCTIONS"]
@@ -97,13 +98,12 @@ class BottleneckFamily(Family):
                 if s.out_channels % 4 == 0 else None}
 
 
-register_label("inception", lambda spec: "inception" + ("" if spec.p.get("pool_branch", True) else " no-pool"))
-register_label("bottleneck", lambda spec: f"bottleneck r{spec.p.get('reduction', 4)} g{spec.p.get('groups', 1)} "
-                                          f"k{spec.kernel_size}")
-
 # name -> Family subclass, constructed as cls(kernels=...); order decides which family keeps a
 # layer that two families can build (see the module docstring).
-MIXED_FAMILIES: dict[str, type[Family]] = {}
+MIXED_FAMILIES: dict[str, type[Family]] = {
+    cls.name: cls for cls in (ConvFamily, GroupFamily, DwsepFamily, IGCFamily, HetConvFamily, DecompFamily,
+                              InceptionFamily, BottleneckFamily, CondenseFamily, FLGCFamily, DGCFamily)
+}
 
 
 def register_mixed_family(cls: type[Family]) -> type[Family]:
@@ -114,11 +114,6 @@ def register_mixed_family(cls: type[Family]) -> type[Family]:
         raise ValueError(f"mixed family '{cls.name}' is registered twice")
     MIXED_FAMILIES[cls.name] = cls
     return cls
-
-
-for _cls in (ConvFamily, GroupFamily, DwsepFamily, IGCFamily, HetConvFamily, DecompFamily,
-             InceptionFamily, BottleneckFamily):
-    register_mixed_family(_cls)
 
 
 def mixed_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,

@@ -39,69 +39,27 @@ shuffle right before global pooling); the family modules document theirs.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 
 from .arch import Arch, LayerSpec
+from .arch_shapes import kernel_fits
 from .backbones import get_backbone
+from .choice_tree import ChoiceValue, Node as _Node, build_tree as _build, match_value as _match
+from .choice_tree import name_nodes as _name_nodes, vkey as _vkey, walk_tree as _walk
+from .labels import layer_label, register_label
 from .ops.registry import OpConfigError, validate_op
+from .space_checks import SpaceError, check_kernels, check_widths, common_divisors, divisors
 
 __all__ = [
     "ChoiceValue", "LayerShape", "LayerOp", "Option", "Family", "BaselineRule", "Space", "SpaceError",
     "divisors", "common_divisors", "check_kernels", "check_widths", "layer_label", "register_label",
 ]
 
-ChoiceValue = int | float | bool | str
 BaselineRule = Callable[["LayerShape"], "LayerOp | None"]
-
-
-class SpaceError(ValueError):
-    """Bad space options or parameters that do not belong to a space; the message names them."""
-
-
-# -- shape arithmetic shared by the families ------------------------------------------------
-def divisors(n: int) -> list[int]:
-    """The positive divisors of ``n``, ascending."""
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return sorted(set(small + [n // d for d in small]))
-
-
-def common_divisors(a: int, b: int) -> list[int]:
-    """The positive integers that divide both ``a`` and ``b`` (the divisors of gcd(a, b))."""
-    return divisors(math.gcd(a, b))
-
-
-def check_kernels(kernels: Any, field_name: str = "kernels") -> tuple[int, ...]:
-    """A non-empty tuple of distinct odd kernel sizes >= 3, or ``SpaceError``."""
-    if isinstance(kernels, int) and not isinstance(kernels, bool):
-        kernels = (kernels,)
-    if not isinstance(kernels, (tuple, list)) or not kernels:
-        raise SpaceError(f"option '{field_name}' must be a non-empty list of odd kernel sizes >= 3, got {kernels!r}")
-    for k in kernels:
-        if not isinstance(k, int) or isinstance(k, bool) or k < 3 or k % 2 == 0:
-            raise SpaceError(f"option '{field_name}': {k!r} is not an odd kernel size >= 3 (e.g. 3, 5, 7)")
-    if len(set(kernels)) != len(kernels):
-        raise SpaceError(f"option '{field_name}' lists a kernel size twice: {list(kernels)}")
-    return tuple(kernels)
-
-
-def check_widths(widths: Any) -> tuple[float, ...]:
-    """A non-empty tuple of distinct positive width multipliers, or ``SpaceError``."""
-    if isinstance(widths, (int, float)) and not isinstance(widths, bool):
-        widths = (widths,)
-    if not isinstance(widths, (tuple, list)) or not widths:
-        raise SpaceError(f"option 'widths' must be a non-empty list of positive multipliers, got {widths!r}")
-    out = []
-    for w in widths:
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
-            raise SpaceError(f"option 'widths': {w!r} is not a positive width multiplier (e.g. 1.0, 1.5, 2.0)")
-        out.append(float(w))
-    if len(set(out)) != len(out):
-        raise SpaceError(f"option 'widths' lists a multiplier twice: {out}")
-    return tuple(out)
 
 
 # -- the data a family works with --------------------------------------------------------------
@@ -117,6 +75,7 @@ class LayerShape:
     height: int
     width: int
     residual: bool = False
+    position: tuple[int, int, int] = (0, 0, 0)  # (stage, block, layer in block); options must not use it
 
 
 @dataclass(frozen=True)
@@ -182,110 +141,6 @@ class Family:
         return f"{type(self).__name__}(kernels={self.kernels})"
 
 
-# -- short labels for plots ---------------------------------------------------------------
-_LABELS: dict[str, Callable[[LayerSpec], str]] = {}
-
-
-def register_label(op: str, fn: Callable[[LayerSpec], str]) -> None:
-    """Give ``op`` a short plot label (``layer_choices``); others get ``op kK key=value``."""
-    _LABELS[op] = fn
-
-
-def layer_label(spec: LayerSpec) -> str:
-    """A short label for one layer, e.g. ``igc L4 M8 k3`` or ``group g4 shuffle k3``."""
-    if spec.op in _LABELS:
-        return _LABELS[spec.op](spec)
-    parts = [spec.op]
-    for k, v in spec.params:
-        if isinstance(v, bool):
-            parts.append(k if v else f"no-{k}")
-        else:
-            parts.append(f"{k}={v}")
-    parts.append(f"k{spec.kernel_size}")
-    return " ".join(parts)
-
-
-# -- the choice tree of one layer ---------------------------------------------------------
-@dataclass
-class _Node:
-    """One choice level: ``key`` picks among ``children`` (value -> subtree or leaf index)."""
-
-    key: str
-    path: tuple[tuple[str, ChoiceValue], ...]
-    children: dict[Any, _Node | int] = field(default_factory=dict)
-    values: list[ChoiceValue] = field(default_factory=list)
-    name: str = ""  # Optuna parameter name; "" when fixed (one value) or global
-    qpath: tuple[tuple[str, ChoiceValue], ...] = ()  # the informative part of ``path``
-
-
-def _vkey(v: ChoiceValue) -> tuple[str, ChoiceValue]:
-    """Dict key that keeps True apart from 1 and 1.0."""
-    return (type(v).__name__, v)
-
-
-def _fmt(v: ChoiceValue) -> str:
-    return str(v)
-
-
-def _build(paths: list[tuple[tuple[str, ChoiceValue], ...]], ids: list[int], depth: int,
-           prefix: tuple[tuple[str, ChoiceValue], ...], qprefix: tuple[tuple[str, ChoiceValue], ...] = ()
-           ) -> _Node | int:
-    """The choice tree of ``paths[ids]`` below ``depth``; leaves are indices into ``paths``."""
-    ended = [i for i in ids if len(paths[i]) == depth]
-    if ended:
-        if len(ids) != 1:
-            clash = [paths[i] for i in ids]
-            raise RuntimeError(f"family bug: choices {clash} are not a prefix-free set of distinct paths")
-        return ids[0]
-    keys = {paths[i][depth][0] for i in ids}
-    if len(keys) != 1:
-        raise RuntimeError(f"family bug: after {prefix} the next choice key differs: {sorted(keys)}")
-    node = _Node(key=keys.pop(), path=prefix, qpath=qprefix)
-    groups: dict[Any, list[int]] = {}
-    for i in ids:
-        v = paths[i][depth][1]
-        if _vkey(v) not in groups:
-            groups[_vkey(v)] = []
-            node.values.append(v)
-        groups[_vkey(v)].append(i)
-    informative = len(node.values) > 1 or node.key == "width"
-    for v in node.values:
-        q = qprefix + ((node.key, v),) if informative else qprefix
-        node.children[_vkey(v)] = _build(paths, groups[_vkey(v)], depth + 1, prefix + ((node.key, v),), q)
-    return node
-
-
-def _walk(node: _Node | int) -> Iterator[_Node]:
-    if isinstance(node, _Node):
-        yield node
-        for c in node.children.values():
-            yield from _walk(c)
-
-
-def _name_nodes(root: _Node | int, prefix: str, global_keys: frozenset[str]) -> None:
-    """Give each suggested node its Optuna name (see the module docstring)."""
-    by_key: dict[str, list[_Node]] = {}
-    for n in _walk(root):
-        if n.key in global_keys:
-            n.name = n.key
-        elif len(n.values) > 1:
-            by_key.setdefault(n.key, []).append(n)
-    for key, nodes in by_key.items():
-        sig = [tuple(_vkey(v) for v in n.values) for n in nodes]
-        counts = Counter(sig)  # the most common choice list keeps the plain name (first on ties)
-        top = max(counts.values())
-        majority = next(s for s in sig if counts[s] == top)
-        for n, s in zip(nodes, sig):
-            if s == majority:
-                n.name = f"{prefix}.{key}"
-                continue
-            for length in range(1, len(n.qpath) + 1):
-                suffix = n.qpath[-length:]
-                if all(s2 == s for n2, s2 in zip(nodes, sig) if n2.qpath[-length:] == suffix):
-                    break
-            n.name = f"{prefix}.{key}|" + ",".join(f"{k}={_fmt(v)}" for k, v in suffix)
-
-
 # -- the space ----------------------------------------------------------------------------
 class Space:
     """A backbone whose non-stem layers each choose among the options of ``families``.
@@ -293,11 +148,18 @@ class Space:
     ``backbone``: a name in ``spaces.BACKBONES`` or an ``Arch`` used as the template (then
     ``widths`` must be ``(1.0,)``). ``widths``: width multipliers searched as the global
     ``width`` parameter (``get_backbone(width=...)`` rounds channels to multiples of 8).
+
+    Every layer of every block is searched. A 1x1 layer (a pointwise conv of a block) keeps
+    kernel 1: its families are asked with ``kernels=(1,)`` and options that cannot be 1x1 are
+    dropped. Kernels wider than a layer's input map (``kernel_fits``) are not offered.
+    ``include_template`` (default: every named backbone but ``small``): where no family offers
+    the backbone's own layer, it is added as the choice ``layerN.op = "backbone"``, so the
+    paper's network is always a member and a baseline (named after the backbone).
     """
 
     def __init__(self, name: str, families: Sequence[Family], backbone: str | Arch = "small",
                  input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10,
-                 widths: Sequence[float] = (1.0,)) -> None:
+                 widths: Sequence[float] = (1.0,), include_template: bool | None = None) -> None:
         if not families:
             raise SpaceError(f"space '{name}' needs at least one family")
         names = [f.name for f in families]
@@ -322,6 +184,9 @@ class Space:
                     raise SpaceError(f"option 'widths': {seen[chans]} and {w} give the same channels {list(chans)} "
                                      "on this backbone; drop one")
                 seen[chans] = w
+        self.include_template = (self.backbone_name not in ("small", "custom") if include_template is None
+                                 else bool(include_template))
+        self._shapes = {w: self._compute_shapes(w) for w in self.widths}
         first = self.templates[self.widths[0]]
         self.input_shape = first.input_shape
         self.num_classes = first.num_classes
@@ -350,30 +215,49 @@ class Space:
                         for i in range(self.n_layers)]
 
     # -- construction ------------------------------------------------------------------
+    def _compute_shapes(self, width: float) -> list[LayerShape]:
+        t = self.templates[width]
+        out = []
+        for i, (l, (c, h, w), pos) in enumerate(zip(t.layers, t.layer_inputs(), t.layer_positions())):
+            block = t.stages[pos[0]][pos[1]]
+            out.append(LayerShape(i, c, l.out_channels, l.stride, l.kernel_size, h, w,
+                                  l.residual or block.shortcut != "none", pos))
+        return out
+
     def shapes(self, width: float | None = None) -> list[LayerShape]:
         """The ``LayerShape`` of every searched layer at ``width`` (default: the first)."""
-        t = self.templates[self.widths[0] if width is None else width]
-        fs = [t.input_shape[1:]] + [s[1:] for s in t.feature_shapes()]
-        return [LayerShape(i, t.in_channels(i), l.out_channels, l.stride, l.kernel_size,
-                           fs[i + 1][0], fs[i + 1][1], l.residual) for i, l in enumerate(t.layers)]
+        return list(self._shapes[self.widths[0] if width is None else width])
 
     def _layer_options(self, width: float, index: int) -> list[Option]:
-        shape = self.shapes(width)[index]
+        shape = self._shapes[width][index]
         template = self.templates[width].layers[index]
-        out: list[Option] = []
+        pointwise = template.kernel_size == 1
+        found: list[tuple[str, Option]] = []
         seen: set[LayerOp] = set()
         for fam in self.families:
+            if pointwise:
+                fam = copy.copy(fam)
+                fam.kernels = (1,)
             for o in fam.options(shape):
                 try:
                     validate_op(o.layer.op, shape.in_channels, shape.out_channels, o.layer.kernel_size,
                                 shape.stride, **dict(o.layer.params))
                 except OpConfigError as err:
+                    if pointwise:
+                        continue
                     raise RuntimeError(f"family '{fam.name}' offered an impossible layer {o} at {shape}: {err}") from None
-                if o.layer in seen:
-                    continue  # the same layer as an earlier option: counted once
+                if o.layer in seen or not kernel_fits(o.layer.kernel_size, shape.height, shape.width):
+                    continue  # the same layer as an earlier option (counted once), or too wide a kernel
+                if pointwise and o.layer.kernel_size != 1:
+                    continue
                 seen.add(o.layer)
-                choice = ((("op", fam.name),) if self._multi else ()) + o.choice
-                out.append(Option(choice, o.layer))
+                found.append((fam.name, o))
+        own = LayerOp.from_spec(template)
+        add_template = self.include_template and own not in seen
+        multi = self._multi or add_template
+        out = [Option(((("op", f),) if multi else ()) + o.choice, o.layer) for f, o in found]
+        if add_template:
+            out.append(Option((("op", "backbone"),), own))
         if not out:
             raise SpaceError(f"space '{self.name}': layer {index} ({template.out_channels} channels) has no option")
         return out
@@ -424,8 +308,7 @@ class Space:
 
     def _assemble(self, width: float, leaves: Sequence[int]) -> Arch:
         t = self.templates[width]
-        layers = tuple(self._options[i][j].layer.apply(t.layers[i]) for i, j in enumerate(leaves))
-        return Arch(t.input_shape, t.num_classes, t.stem, layers, t.head)
+        return t.with_layers([self._options[i][j].layer.apply(t.layers[i]) for i, j in enumerate(leaves)])
 
     def sample(self, trial: Any) -> Arch:
         """Draw an ``Arch`` with an Optuna trial (define-by-run: only reached params are suggested)."""
@@ -474,11 +357,14 @@ class Space:
     def params_of(self, arch: Arch) -> dict[str, ChoiceValue]:
         """The parameter dict that yields ``arch``; ``SpaceError`` if ``arch`` is not in the space."""
         for w, t in self.templates.items():
-            if (arch.input_shape, arch.num_classes, arch.stem, arch.head) != (t.input_shape, t.num_classes, t.stem, t.head):
+            if len(arch.layers) != len(t.layers):
                 continue
-            if len(arch.layers) != len(t.layers) or any(
-                    (a.out_channels, a.stride, a.residual, a.pool) != (b.out_channels, b.stride, b.residual, b.pool)
-                    for a, b in zip(arch.layers, t.layers)):
+            try:  # same skeleton: the template with this arch's ops is this arch
+                same = t.with_layers([b.replace(op=a.op, kernel_size=a.kernel_size, params=a.p)
+                                      for a, b in zip(arch.layers, t.layers)]) == arch
+            except ValueError:
+                same = False
+            if not same:
                 continue
             params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
             for i, layer in enumerate(arch.layers):
@@ -495,7 +381,10 @@ class Space:
         """``{name: params}`` of the families' hand-designed nets that are members of this space.
 
         Built at width 1.0 when searched (else the first width). A baseline is left out when
-        some layer cannot take it (its rule gives ``None``) or the space does not offer it.
+        some layer cannot take it (its rule gives ``None``) or the space does not offer it. On a
+        1x1 layer a rule's op is taken at kernel 1, or the backbone's own layer where that is
+        not a choice (HetConv's P applies to the K x K convs). With ``include_template`` the
+        backbone itself is a baseline, named after it unless another baseline is the same net.
         """
         w = 1.0 if 1.0 in self.widths else self.widths[0]
         shapes = self.shapes(w)
@@ -507,12 +396,20 @@ class Space:
                 params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
                 for shape in shapes:
                     target = rule(shape)
+                    if target is not None and shape.kernel_size == 1:  # a pointwise layer stays 1x1,
+                        target = LayerOp(target.op, 1, target.params)  # else keeps the backbone's op
+                        if (w, target) not in self._lookup[shape.index]:
+                            target = LayerOp.from_spec(self.templates[w].layers[shape.index])
                     j = None if target is None else self._lookup[shape.index].get((w, target))
                     if j is None:
                         break
                     params.update(self._leaf_params(shape.index, j))
                 else:
                     out[bname] = params
+        if self.include_template and self.backbone_name not in out:
+            own = self.params_of(self.templates[w])  # a member: include_template adds its layers
+            if own not in out.values():
+                out[self.backbone_name] = own
         return out
 
     def baselines(self) -> dict[str, Arch]:
@@ -525,64 +422,10 @@ class Space:
         return {f"layer{i}": layer_label(l) for i, l in enumerate(arch.layers)}
 
     def describe(self) -> str:
-        """A table of the searched layers, their choices and counts, and the size."""
-        lines = [f"space '{self.name}' on backbone '{self.backbone_name}' "
-                 f"(input {tuple(self.input_shape)}, {self.num_classes} classes); "
-                 f"families: {', '.join(f.name for f in self.families)}"]
-        if len(self.widths) > 1:
-            lines.append(f"width multiplier 'width': {list(self.widths)} (tables below at each width)")
-        for w in self.widths:
-            if len(self.widths) > 1:
-                lines.append(f"-- width {w}")
-            t = self.templates[w]
-            lines.append(f"stem: conv {t.stem.kernel_size}x{t.stem.kernel_size} -> {t.stem.out_channels} (fixed)")
-            table = [(s, self.layer_options(s.index, w)) for s in self.shapes(w)]
-            table_rows = [_summarise(opts, self._multi) for _, opts in table]
-            cw = max(len(r) for rows in table_rows for r in rows) + 2
-            lines.append(f"{'layer':<8}{'in->out':>10}{'s':>3}{'map':>8}  {'choices':<{cw}}{'count':>6}")
-            for (shape, opts), rows in zip(table, table_rows):
-                head = (f"layer{shape.index:<3}{f'{shape.in_channels}->{shape.out_channels}':>10}{shape.stride:>3}"
-                        f"{f'{shape.height}x{shape.width}':>8}  ")
-                for r, row in enumerate(rows):
-                    count = f"{len(opts):>6}" if r == 0 else ""
-                    lines.append(((head if r == 0 else " " * len(head)) + f"{row:<{cw}}{count}").rstrip())
-            lines.append(f"product at width {w}: {math.prod(self._counts[w])}")
-        lines.append(f"parameters: {len(self.param_names())} names, e.g. {', '.join(self.param_names()[:5])}")
-        lines.append(f"baselines: {', '.join(self.baseline_params()) or 'none'}")
-        lines.append(f"size: {self.size} distinct configurations (~{self.size:.3g})")
-        return "\n".join(lines)
+        """A table of the searched layers (grouped by block), their choices and counts, and the size."""
+        from .space_describe import describe_space
+
+        return describe_space(self)
 
     def __repr__(self) -> str:
         return f"Space({self.name!r}, backbone={self.backbone_name!r}, size={self.size})"
-
-
-def _summarise(opts: list[Option], multi: bool) -> list[str]:
-    """One row per family: ``fam (n): key=v1,v2 key=...``."""
-    fams: dict[str, list[Option]] = {}
-    for o in opts:
-        fam = str(o.choice[0][1]) if multi else ""
-        fams.setdefault(fam, []).append(o)
-    rows = []
-    for fam, group in fams.items():
-        keys: dict[str, list[str]] = {}
-        for o in group:
-            for k, v in o.choice[1:] if multi else o.choice:
-                vals = keys.setdefault(k, [])
-                if _fmt(v) not in vals:
-                    vals.append(_fmt(v))
-        body = " ".join(f"{k}={','.join(v)}" for k, v in keys.items()) or "-"
-        rows.append((f"{fam} ({len(group)}): " if multi else "") + body)
-    return rows
-
-
-def _match(name: str, value: Any, values: list[ChoiceValue]) -> ChoiceValue:
-    """``value`` as one of ``values`` (strict about bool vs int); ``SpaceError`` otherwise."""
-    for v in values:
-        if isinstance(v, bool) or isinstance(value, bool):
-            if isinstance(v, bool) and isinstance(value, bool) and v == value:
-                return v
-        elif type(v) is type(value) and v == value:
-            return v
-        elif isinstance(v, float) and isinstance(value, int) and float(value) == v:
-            return v
-    raise SpaceError(f"parameter '{name}' = {value!r} is not a choice; choices: {values}")

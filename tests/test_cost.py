@@ -35,8 +35,14 @@ def test_backbones_match_flop_counter_and_numel(name, input_shape):
 
 
 def test_vgg16_figure_of_the_hetconv_paper():
-    # VGG-16 on CIFAR: 313.2 M FLOPs (multiply-adds) in the HetConv paper's Table 1
-    assert round(count_macs(build_model(get_backbone("vgg16", (3, 32, 32), 10)), (3, 32, 32)) / 1e6, 1) == 313.2
+    # VGG-16 on CIFAR-10: 313.74 M FLOPs (multiply-adds) in the HetConv paper's Table 1 (Singh et al.,
+    # CVPR 2019). Ours counts the 13 convs and the one 512 -> 10 classifier: 313.2 M, 0.2 % below
+    # (the paper's classifier differs); tolerance 0.5 %.
+    macs = count_macs(build_model(get_backbone("vgg16", (3, 32, 32), 10)), (3, 32, 32))
+    assert abs(macs - 313.74e6) <= 0.005 * 313.74e6
+    convs = [(3, 64, 32), (64, 64, 32), (64, 128, 16), (128, 128, 16), (128, 256, 8), (256, 256, 8), (256, 256, 8),
+             (256, 512, 4), (512, 512, 4), (512, 512, 4), (512, 512, 2), (512, 512, 2), (512, 512, 2)]
+    assert macs == sum(9 * a * b * hw * hw for a, b, hw in convs) + 512 * 10  # the closed form, exactly
 
 
 def test_count_macs_restores_training_flags_and_leaves_no_hooks():
@@ -104,7 +110,8 @@ def test_hetconv_counts_paper_figures_not_its_zero_entries():
     op = make_op("hetconv", 64, 64, 3, 1, P=4)
     stored = sum(p.numel() for p in op.parameters())
     assert count_params(op) == 64 * 16 * 9 + 64 * 48 < stored  # 16 KxK + 48 1x1 inputs per filter
-    assert count_macs(op, (64, 8, 8)) == count_params(op) * 64
+    # the paper's cost: per output pixel each of the 64 filters has 64/P inputs at 3x3 and the rest at 1x1
+    assert count_macs(op, (64, 8, 8)) == 8 * 8 * 64 * (64 // 4 * 3 * 3 + (64 - 64 // 4))
 
 
 def test_igc_matches_flop_counter():

@@ -371,3 +371,63 @@ def test_hetconv_inference_cache_follows_weight_updates():
         op.pw.weight.mul_(2)
     with torch.inference_mode():
         torch.testing.assert_close(op(x), 2 * before)
+
+
+# ---------------------------------------------------------------- inference forms (issue 16)
+FOLD_CASES = [
+    ("conv", {}), ("group", {"groups": 4}), ("group", {"groups": 4, "shuffle": True}), ("dwsep", {}),
+    ("igc", {"L": 4, "M": 4}), ("igc", {"L": 1, "M": 16}), ("igc", {"L": 16, "M": 1}),
+    ("hetconv", {"P": 1}), ("hetconv", {"P": 4}), ("decomp", {"mode": "asym"}), ("decomp", {"mode": "stack"}),
+    ("inception", {}), ("inception", {"pool_branch": False}), ("bottleneck", {"reduction": 4, "groups": 2}),
+    ("condense", {"groups": 4, "condense_factor": 4}), ("flgc", {"groups": 4}), ("dgc", {"groups": 4}),
+]
+
+
+def random_bn(c: int, seed: int = 0) -> torch.nn.BatchNorm2d:
+    """An eval-mode BN with non-trivial statistics and affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    bn = torch.nn.BatchNorm2d(c).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(0.2 + torch.rand(c, generator=g))
+        bn.weight.copy_(torch.randn(c, generator=g))
+        bn.bias.copy_(torch.randn(c, generator=g))
+    return bn
+
+
+@pytest.mark.parametrize("op, params", FOLD_CASES)
+@pytest.mark.parametrize("s", [1, 2])
+def test_fold_bn_equals_bn_after_op(op, params, s):
+    """``op.fold_bn(bn)(x) == bn(op(x))`` (learned ops: of the condensed op), both formats."""
+    k = 5 if op == "decomp" else 3
+    m = normal_(make_op(op, 16, 16, k, s, **params)).eval()
+    if hasattr(m, "schedule"):
+        m.schedule(1.0)  # the learned op's final grouping, so condense() is exact
+    bn = random_bn(16)
+    folded = m.fold_bn(bn)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in folded.modules())
+    x = torch.randn(2, 16, 9, 9)
+    with torch.no_grad():
+        ref = bn(m(x))
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            folded = folded.to(memory_format=fmt)
+            for batch in (x[:1], x):
+                out = folded(batch.contiguous(memory_format=fmt))
+                torch.testing.assert_close(out, ref[: len(batch)], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("op, params", FOLD_CASES)
+def test_every_op_builds_and_runs_inside_inference_mode(op, params):
+    """Serving code builds and runs nets under torch.inference_mode (issue 15)."""
+    k = 5 if op == "decomp" else 3
+    with torch.inference_mode():
+        m = make_op(op, 16, 16, k, 1, **params).eval()
+        x = torch.randn(1, 16, 6, 6)
+        for xf in both_formats(x):
+            y = m(xf)
+            y2 = m(xf)  # a second call (cached weights) gives the same
+            assert y.shape == (1, 16, 6, 6) and torch.equal(y, y2)
+        if hasattr(m, "condense"):
+            torch.testing.assert_close(m.condense()(x).shape, y.shape)
+        folded = m.fold_bn(random_bn(16))
+        assert folded(x).shape == (1, 16, 6, 6)

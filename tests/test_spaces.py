@@ -44,7 +44,8 @@ def spec_key(layer: LayerSpec) -> tuple:
 def test_catalog_names_and_reexports():
     assert set(OURS) <= set(spaces.SPACES)
     assert spaces.SPACES is SPACES and spaces.get_space is get_space
-    assert set(spaces.BACKBONES) == {"small", "vgg16", "resnet", "mobilenet"}
+    assert set(spaces.BACKBONES) == {"small", "vgg16", "resnet", "mobilenet", "resnet20", "resnet18", "resnet50",
+                                     "resnext50", "mobilenet_v1", "mobilenet_v2", "shufflenet_v1", "shufflenet_v2"}
     for name in OURS:
         assert get_space(name).name == name and get_space(name).backbone_name == "small"
 
@@ -366,3 +367,46 @@ def test_sizes_on_small_backbone():
     mixed_fams = ["conv", "group", "dwsep", "igc", "hetconv", "decomp", "inception", "bottleneck"]
     assert get_space("mixed", families=mixed_fams).size == 61 * 65 * 73 * 77 * 85 * 89
     assert set(mixed_fams) <= set(MIXED_FAMILIES)
+
+
+# -- every space on every backbone -----------------------------------------------------
+PAPER_BACKBONES = [b for b in spaces.BACKBONES if b != "small"]
+
+
+@pytest.mark.parametrize("backbone", PAPER_BACKBONES)
+@pytest.mark.parametrize("name", ["groups", "igc", "hetconv", "decomp", "learned"])
+def test_every_space_on_every_backbone_holds_the_paper_network(name, backbone):
+    space = get_space(name, backbone=backbone, input_shape=(3, 32, 32))
+    template = spaces.get_backbone(backbone, (3, 32, 32), 10)
+    baselines = space.baselines()
+    assert template in baselines.values()  # the paper's configuration is a baseline (by name, or as 'dense')
+    assert space.params_of(template) == space.baseline_params()[
+        next(k for k, a in baselines.items() if a == template)]
+    # the grouping choice reaches every 3x3 (and depthwise) conv of every block in the groups space
+    if name == "groups":
+        for shape in space.shapes():
+            if shape.kernel_size == 3 and math.gcd(shape.in_channels, shape.out_channels) > 1:
+                groups = {dict(o.layer.params).get("groups", 1) for o in space.layer_options(shape.index)}
+                assert {1, math.gcd(shape.in_channels, shape.out_channels)} <= groups
+    # a 1x1 layer keeps kernel 1, and every option fits the map
+    for shape in space.shapes():
+        for o in space.layer_options(shape.index):
+            if shape.kernel_size == 1:
+                assert o.layer.kernel_size == 1
+            assert o.layer.kernel_size <= 2 * max(shape.height, shape.width) + 1
+
+
+def test_shufflenet_groups_baseline_is_the_paper_and_projection_blocks_stay():
+    space = get_space("groups", backbone="shufflenet_v1", input_shape=(3, 32, 32))
+    arch = space.baselines()["shufflenet_v1"]
+    assert [b.shortcut for b in arch.blocks][:2] == ["avgpool", "identity"]
+    g4 = space.baselines()["group-g4"]
+    assert [b.shortcut for b in g4.blocks] == [b.shortcut for b in arch.blocks]
+
+
+def test_describe_prints_the_block_structure(capsys):
+    assert describe_main(["groups", "--backbone", "shufflenet_v2", "--input-shape", "3,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "stage 0 block 0: 3 layers, shortcut branch (group g24 k3 -> conv k1), concat, shuffle 2" in out
+    assert "stage 0 block 1: 3 layers, shortcut identity, concat, channel split, shuffle 2" in out
+    assert "baselines: dense, " in out and "shufflenet_v2" in out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from spaces import make_op, validate_op
@@ -78,3 +78,48 @@ def test_shapes_line_up(cin, cout, stride, hw, data):
     with torch.no_grad():
         y = m(torch.randn(1, cin, hw, hw))
     assert y.shape == (1, cout, -(-hw // stride), -(-hw // stride))
+
+
+# -- (space, backbone) pairs -----------------------------------------------------------
+from functools import lru_cache  # noqa: E402
+
+from spaces import BACKBONES, Arch, build_model, get_space  # noqa: E402
+from spaces.catalog import SPACES  # noqa: E402
+
+
+@lru_cache(maxsize=None)
+def _space(name: str, backbone: str):
+    return get_space(name, backbone=backbone, input_shape=(3, 32, 32), num_classes=10)
+
+
+class _DrawTrial:
+    """An Optuna-like trial whose choices Hypothesis draws."""
+
+    def __init__(self, data) -> None:
+        self.data, self.params = data, {}
+
+    def suggest_categorical(self, name, values):
+        self.params[name] = self.data.draw(st.sampled_from(values), label=name)
+        return self.params[name]
+
+
+@settings(max_examples=30, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no slow shrink
+@given(st.sampled_from(sorted(SPACES)), st.sampled_from(sorted(BACKBONES)), st.data())
+def test_space_backbone_pairs_sample_valid_networks(name, backbone, data):
+    space = _space(name, backbone)
+    trial = _DrawTrial(data)
+    arch = space.sample(trial)
+    assert Arch.from_json(arch.to_json()) == arch
+    assert space.arch_from_params(trial.params) == arch and space.params_of(arch) == trial.params
+    template = space.templates[1.0]
+    assert [(b.shortcut, b.combine, b.split, b.shuffle) for b in arch.blocks] == \
+        [(b.shortcut, b.combine, b.split, b.shuffle) for b in template.blocks]  # the skeleton is kept
+    for layer, shape in zip(arch.layers, space.shapes()):
+        assert (layer.out_channels, layer.stride) == (shape.out_channels, shape.stride)
+        if layer.op in ("group", "flgc"):  # groups divide both widths (condense / dgc: see their ops)
+            g = layer.p["groups"]
+            assert shape.in_channels % g == 0 and shape.out_channels % g == 0
+    if backbone in ("resnet20", "shufflenet_v2", "mobilenet_v2", "small"):  # keep it fast: run the small ones
+        model = build_model(arch).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)

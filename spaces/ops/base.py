@@ -30,3 +30,7 @@ class LearnedOp(nn.Module):
     def condense(self) -> nn.Module:
         """The inference module with the same outputs as this one."""
         raise NotImplementedError
+
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(condense()(x))`` with the BN folded in (``spaces.inference``)."""
+        return self.condense().fold_bn(bn)

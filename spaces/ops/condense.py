@@ -65,6 +65,15 @@ class IndexedGroupConv(nn.Module):
         self._in_identity = is_identity(self.in_index, self.conv.in_channels)
         self._out_identity = is_identity(self.out_index, self.conv.out_channels)
 
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))``: BN folded into the conv; the gather and the filter order stay as
+        indices (``spaces.inference`` merges them with the neighbours' permutations)."""
+        from ..fold import ConvKernel, PermutedOp, fold_conv_bn, inverse_permutation
+
+        conv = fold_conv_bn(self.conv, bn, order=inverse_permutation(self.out_index))
+        in_index = None if self._in_identity else self.in_index
+        return PermutedOp(ConvKernel(conv), in_index, self.out_index)
+
     def forward(self, x: Tensor) -> Tensor:
         if not self._in_identity:
             x = x.index_select(1, self.in_index)

@@ -25,3 +25,9 @@ class DenseConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x)
+
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))`` as one conv with bias (inference form, ``spaces.inference``)."""
+        from ..fold import ConvKernel, PermutedOp, fold_conv_bn
+
+        return PermutedOp(ConvKernel(fold_conv_bn(self.conv, bn)))

@@ -19,6 +19,8 @@ BN + ReLU after the op), so the factors compose linearly. K = 1 has nothing to d
 
 from __future__ import annotations
 
+import copy
+
 from torch import Tensor, nn
 
 from .registry import OpConfigError, register_op
@@ -59,3 +61,10 @@ class Decomposed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.convs(x)
+
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))``: the factors, BN folded into the last one."""
+        from ..fold import fold_conv_bn
+
+        convs = [copy.deepcopy(c).requires_grad_(False) for c in self.convs[:-1]]
+        return nn.Sequential(*convs, fold_conv_bn(self.convs[-1], bn))

@@ -9,6 +9,8 @@ convs; this op is the conv part alone (the builder adds BN + ReLU after the op o
 
 from __future__ import annotations
 
+import copy
+
 from torch import Tensor, nn
 
 from .registry import register_op
@@ -32,3 +34,9 @@ class DepthwiseSeparable(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pointwise(self.depthwise(x))
+
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))``: depthwise, then the pointwise conv with BN folded in."""
+        from ..fold import fold_conv_bn
+
+        return nn.Sequential(copy.deepcopy(self.depthwise).requires_grad_(False), fold_conv_bn(self.pointwise, bn))

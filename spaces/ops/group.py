@@ -10,10 +10,11 @@ costs no params and no MACs, and with ``g = 1`` it is the identity.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from .registry import OpConfigError, register_op
-from .shuffle import ChannelShuffle
+from .shuffle import ChannelShuffle, shuffle_permutation
 
 __all__ = ["GroupConv"]
 
@@ -47,3 +48,14 @@ class GroupConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.conv(x)
         return self.shuffle(y) if self.shuffle is not None else y
+
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))``: the conv with BN folded in, the shuffle left as an output index
+        (``spaces.inference`` moves it into a neighbour's weights where the groups allow)."""
+        from ..fold import ConvKernel, PermutedOp, fold_conv_bn, inverse_permutation
+
+        if self.shuffle is None:
+            return PermutedOp(ConvKernel(fold_conv_bn(self.conv, bn)))
+        perm = torch.tensor(shuffle_permutation(self.conv.out_channels, self.shuffle.groups))
+        conv = fold_conv_bn(self.conv, bn, order=inverse_permutation(perm))
+        return PermutedOp(ConvKernel(conv), out_index=perm.to(conv.weight.device))

@@ -89,15 +89,37 @@ class HetConv(nn.Module):
         y = y.add_(pointwise(xp, w_pw, s))  # class-major: row r * C_out/P + i is filter i*P + r
         return channel_shuffle(y, p)
 
-    def _fast_weights(self) -> tuple[Tensor, Tensor]:
-        """The weights in class-major / permuted coordinates; cached while gradients are off."""
-        key = (self.kxk.weight._version, self.pw.weight._version, self.kxk.weight.data_ptr(),
-               self.pw.weight.data_ptr(), self.kxk.weight.dtype)
-        cache = not torch.is_grad_enabled() and not _tracing()
-        if cache and self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))`` in class-major coordinates (``spaces.fold.HetKernel``), the input and
+        output permutations left as indices for ``spaces.inference`` to cancel or absorb."""
+        from ..fold import ConvKernel, HetKernel, PermutedOp, bn_affine, fold_conv_affine, inverse_permutation
+
+        scale, shift = bn_affine(bn)
+        k, s, p = self.kernel_size, self.stride, self.P
+        if p == 1:
+            conv = nn.Conv2d(self.in_channels, self.out_channels, k, s, k // 2, bias=False)
+            conv.weight = self.kxk.weight
+            return PermutedOp(ConvKernel(fold_conv_affine(conv, scale, shift)))
+        with torch.no_grad():
+            w_kxk, w_pw = self._class_major()
+            rs = scale[self.rows].to(w_kxk.dtype).view(-1, 1, 1, 1)
+            kernel = HetKernel(w_kxk * rs, w_pw * rs, shift[self.rows].to(w_kxk.dtype), p, s)
+        return PermutedOp(kernel, self.cols, inverse_permutation(self.rows))
+
+    def _class_major(self) -> tuple[Tensor, Tensor]:
         w_kxk = self.kxk.weight.index_select(0, self.rows)
         w_pw = self.pw.weight.index_select(0, self.rows).index_select(1, self.cols) * self.keep
+        return w_kxk, w_pw
+
+    def _fast_weights(self) -> tuple[Tensor, Tensor]:
+        """The weights in class-major / permuted coordinates; cached while gradients are off."""
+        w = (self.kxk.weight, self.pw.weight)
+        cache = not torch.is_grad_enabled() and not _tracing() and not any(t.is_inference() for t in w)
+        # inference tensors (built under torch.inference_mode) have no version counter: no cache
+        key = (w[0]._version, w[1]._version, w[0].data_ptr(), w[1].data_ptr(), w[0].dtype) if cache else None
+        if cache and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        w_kxk, w_pw = self._class_major()
         self._cache = (key, (w_kxk, w_pw)) if cache else None
         return w_kxk, w_pw
 

@@ -25,6 +25,8 @@ channel shuffle, a oneDNN grouped 1x1 and a shuffle back (channels_last input).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -74,6 +76,18 @@ class IGC(nn.Module):
 
     def cost_macs(self, x: Tensor, y: Tensor) -> int:
         return self.cost_params() * y.shape[-2] * y.shape[-1]
+
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))`` as ``spaces.fold.IGCKernel``: BN folded into the secondary conv."""
+        from ..fold import IGCKernel, PermutedOp, bn_affine
+
+        scale, shift = bn_affine(bn)
+        L, M = self.L, self.M
+        cout = self.secondary.out_channels
+        w2 = self.secondary.weight.detach().view(M, cout // M, L)
+        s2 = scale.view(cout // M, M).t().to(w2.dtype)  # logical channel j M + m -> [m, j]
+        primary = copy.deepcopy(self.primary).requires_grad_(False)
+        return PermutedOp(IGCKernel(primary, w2 * s2[:, :, None], shift.to(w2.dtype), L, M))
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.primary(x)

@@ -21,6 +21,8 @@ three convs compose linearly (the builder adds BN + ReLU and the shortcut after 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -65,6 +67,21 @@ class Inception(nn.Module):
             raise OpConfigError("out_channels", f"inception splits out_channels over {n} branches, "
                                                 f"so it needs at least {n}, got {out_channels}")
 
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))``: each branch's last conv takes its slice of the BN."""
+        from ..fold import bn_affine, fold_conv_affine
+
+        scale, shift = bn_affine(bn)
+        out = copy.deepcopy(self).requires_grad_(False)
+        bounds = [0]
+        for w in self.widths:
+            bounds.append(bounds[-1] + w)
+        lasts = [(out, "b1"), (out, "b3"), (out.b5, "1")] + ([(out.pool, "1")] if out.pool is not None else [])
+        for i, (parent, name) in enumerate(lasts):
+            a, b = bounds[i], bounds[i + 1]
+            setattr(parent, name, fold_conv_affine(getattr(parent, name), scale[a:b], shift[a:b]))
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         ys = [self.b1(x), self.b3(x), self.b5(x)]
         if self.pool is not None:
@@ -106,3 +123,10 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.expand(self.conv(self.reduce(x)))
+
+    def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
+        """``bn(self(x))``: reduce, grouped conv, then the expand conv with BN folded in."""
+        from ..fold import fold_conv_bn
+
+        keep = [copy.deepcopy(c).requires_grad_(False) for c in (self.reduce, self.conv)]
+        return nn.Sequential(*keep, fold_conv_bn(self.expand, bn))
