@@ -308,7 +308,7 @@ def load_data(name: str = "digits", data_dir: str | Path | None = None, seed: in
 def _resize(x: np.ndarray, size: int) -> np.ndarray:
     """uint8 (N, C, H, W) resized bilinearly to (N, C, size, size), still uint8."""
     check_fits(converted_bytes(len(x), (x.shape[1], size, size)), f"resizing to {size}x{size}")
-    out = F.interpolate(torch.from_numpy(x).float(), size=(size, size), mode="bilinear", align_corners=False)
+    out = F.interpolate(torch.from_numpy(x.copy()).float(), size=(size, size), mode="bilinear", align_corners=False)
     return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
