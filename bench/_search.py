@@ -1,4 +1,10 @@
-"""Shared by the search benchmarks: run ``search.run`` in-process and read its study back."""
+"""Shared by the search benchmarks: run a search in-process and read its figures back.
+
+``run_search`` runs ``search.run`` (for the samplers its ``--sampler`` accepts); ``run_study``
+drives an in-memory Optuna study with ``search.sampling.make_sampler`` and the product's own
+trial (``run_trial``: the same objective, dedup and front pruning), so that any sampler of
+``search.sampling`` can be compared while the command-line wiring catches up.
+"""
 
 from __future__ import annotations
 
@@ -31,3 +37,41 @@ def load(run_dir: Path) -> tuple[Any, dict]:
 
     _, study, config = load_run(run_dir)
     return study, config
+
+
+def run_study(sampler: str, settings: Any, trials: int, baselines: bool = True,
+              printer: Any = None) -> dict[str, Any]:
+    """Search ``trials`` trials (plus the baselines) with ``make_sampler(sampler, ...)``.
+
+    Returns {"points": [(accuracy, latency)] of completed trials, "base": {name: (acc, lat)},
+    "params": [params of every trial, in order], "wall": seconds, "n": completed count}.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    import spaces
+    from search.backends.optuna_backend import enqueue_baselines, run_trial
+    from search.objective import get_data
+    from search.sampling import make_sampler
+
+    data = get_data(settings)
+    space = spaces.get_space(settings.space, backbone=settings.backbone, input_shape=tuple(data.input_shape),
+                             num_classes=data.num_classes)
+    study = optuna.create_study(directions=settings.directions,
+                                sampler=make_sampler(sampler, seed=settings.seed, n_trials=trials, space=space))
+    study.set_user_attr("objectives", list(settings.objectives))
+    n_base = len(enqueue_baselines(study, space)) if baselines else 0
+    start = time.perf_counter()
+    for _ in range(trials + n_base):
+        trial = study.ask()
+        state = run_trial(study, trial, space, settings)
+        if printer is not None:
+            printer(f"  {sampler} trial {trial.number}: {state.name.lower()}")
+    wall = time.perf_counter() - start
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    base = {t.user_attrs["baseline"]: tuple(t.values) for t in done if t.user_attrs.get("baseline")}
+    return {"points": [tuple(t.values) for t in done], "base": base, "wall": wall, "n": len(done),
+            "params": [dict(t.params) for t in study.trials if not t.user_attrs.get("baseline")],
+            "states": [t.state.name for t in study.trials],
+            "reasons": [str(t.user_attrs.get("prune_reason", "")) for t in study.trials],
+            "latency": [t.user_attrs.get("latency_ms") for t in study.trials]}

@@ -1,42 +1,47 @@
 """Data sets as in-memory tensors: ``load_data(name, data_dir=None, seed=0)``.
 
-- ``digits`` (default, no network): scikit-learn's 1,797 real 8x8 grey digits, upsampled
+- ``digits`` (no file needed): scikit-learn's 1,797 real 8x8 grey digits, upsampled
   (bilinear) to 1x32x32 so that the CIFAR-style backbones apply.
+- ``fashion-mnist``: Fashion-MNIST (Xiao et al. 2017), 70,000 grey 28x28 images of 10 kinds
+  of clothing, from its four official idx files (``evaluators.fashion_mnist``: ``data_dir``,
+  else the Debian package's folder, else ``setup.sh``'s cache). The official 10,000-image
+  test set is the test split.
 - ``cifar10``: the python version of CIFAR-10 (Krizhevsky 2009) from a local
-  ``cifar-10-batches-py`` folder (``data_batch_1..5`` + ``test_batch``). The pickled batches
-  are read with an unpickler that refuses every global except the three numpy callables an
-  array needs (``_reconstruct``, ``ndarray``, ``dtype``) and a latin-1-only bytes decoder, so
-  loading never runs code.
+  ``cifar-10-batches-py`` folder; the official test batch is the test split
+  (``evaluators.data_files``: an unpickler that runs no code and allocates nothing declared).
 - ``npz``: any ``.npz`` file with ``x`` (N, C, H, W) and integer labels ``y`` (N,).
+- ``folder``: one sub-folder of PNG/JPEG images per class (``evaluators.image_folder``),
+  resized to ``image_size``; decoded lazily through a DataLoader when it does not fit in memory.
 
-Splits are stratified and fixed by ``seed``: train / validation / held-out test. For CIFAR-10
-the official test batch is the test split. Inputs are normalised per channel with the train
-split's mean and standard deviation. Every problem is one ``DataError`` naming what was
-expected.
+Splits are stratified and fixed by ``seed``: train / validation / held-out test. ``limit``
+keeps a stratified subset of the training pool, taken before any conversion to float, and
+every size a file declares is checked against the available memory before it is allocated.
+Inputs are normalised per channel with the train split's mean and standard deviation.
+Labels must be 0..K-1 with K no larger than the number of examples. Every problem is one
+``DataError`` naming what was expected.
 """
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DataError", "Split", "Dataset", "DATASETS", "load_data", "check_arch_data", "stratified_split"]
+from .data_errors import DataError
+from .data_files import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, check_fits, cifar_folder, converted_bytes, \
+    read_cifar_batch, read_npz
 
-DATASETS = ("digits", "cifar10", "npz")
-CIFAR_FOLDER = "cifar-10-batches-py"
-CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR_TEST_FILE = "test_batch"
+__all__ = ["DataError", "Split", "Dataset", "DATASETS", "load_data", "check_arch_data", "stratified_split",
+           "batches", "MAX_CLASSES"]
 
-
-class DataError(ValueError):
-    """Missing, malformed or incompatible data; the message says what was expected."""
+DATASETS = ("digits", "fashion-mnist", "cifar10", "npz", "folder")
+#: more classes than this is not a classification data set this tool can build a head for
+MAX_CLASSES = 100_000
 
 
 class Split(NamedTuple):
@@ -133,12 +138,23 @@ def _subsample(y: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return keep
 
 
+def _to_float(a: np.ndarray) -> np.ndarray:
+    """float32 copy; unsigned bytes are scaled to [0, 1]."""
+    return a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+
+
 def _normalise(train: np.ndarray, *others: np.ndarray) -> list[Tensor]:
-    """Per-channel standardisation with the train split's statistics."""
+    """Per-channel standardisation (in float32) with the train split's statistics."""
     mean = train.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
     std = train.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
     std = np.where(std > 1e-8, std, 1.0)
-    return [torch.from_numpy(((a - mean) / std).astype(np.float32)) for a in (train, *others)]
+    m, s = mean.astype(np.float32), std.astype(np.float32)
+    out = []
+    for a in (train, *others):
+        a -= m
+        a /= s
+        out.append(torch.from_numpy(a))
+    return out
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:
@@ -149,10 +165,24 @@ def _labels(y: np.ndarray, where: str) -> np.ndarray:
             y = y.astype(np.int64)
         else:
             raise DataError(f"{where}: labels must be integers 0..K-1, got dtype {y.dtype}")
+    if y.dtype.kind == "u" and y.dtype.itemsize == 8 and len(y) and int(y.max()) > np.iinfo(np.int64).max:
+        raise DataError(f"{where}: labels must be integers 0..K-1, got {int(y.max())}")
     y = y.astype(np.int64)
     if len(y) and y.min() < 0:
         raise DataError(f"{where}: labels must be integers 0..K-1, got {int(y.min())}")
+    _class_count(y, where)
     return y
+
+
+def _class_count(y: np.ndarray, where: str) -> int:
+    """K = max label + 1, refused when it is far beyond what the examples can hold."""
+    k = int(y.max()) + 1 if len(y) else 0
+    if k > MAX_CLASSES or k > len(y):
+        present = len(np.unique(y))
+        raise DataError(f"{where}: labels go up to {k - 1}, i.e. {k} classes, for {len(y)} examples "
+                        f"({present} distinct labels); labels must be 0..K-1 with K at most the number of "
+                        f"examples and {MAX_CLASSES}: renumber them 0..{present - 1}")
+    return k
 
 
 def _assemble(name: str, x: np.ndarray, y: np.ndarray, seed: int, val_fraction: float,
@@ -161,8 +191,11 @@ def _assemble(name: str, x: np.ndarray, y: np.ndarray, seed: int, val_fraction: 
               num_classes: int | None = None) -> Dataset:
     """Split (x, y) by class into train/val[/test], normalise, wrap as tensors."""
     _check_fractions(val_fraction, test_fraction)
+    if num_classes is None:
+        num_classes = _class_count(y, name)
     keep = _subsample(y, limit, seed)
-    x, y = x[keep], y[keep]
+    x, y = x[keep], y[keep]  # the limit applies before any conversion to float
+    check_fits(converted_bytes(len(y) + (len(test[1]) if test else 0), x.shape[1:]), f"{name} as float32")
     if num_classes is None:
         num_classes = int(y.max()) + 1 if len(y) else 0
     if num_classes < 2:
@@ -178,8 +211,7 @@ def _assemble(name: str, x: np.ndarray, y: np.ndarray, seed: int, val_fraction: 
                             f"data has {num_classes} classes")
     if len(tr) == 0 or len(va) == 0 or len(y_te) == 0:
         raise DataError(f"{name}: too few examples ({len(y)}) for a train/val/test split")
-    x_tr, x_va, x_te = _normalise(x[tr].astype(np.float32), x[va].astype(np.float32),
-                                  x_te.astype(np.float32))
+    x_tr, x_va, x_te = _normalise(_to_float(x[tr]), _to_float(x[va]), _to_float(x_te))
     c, h, w = x.shape[1:]
     as_y = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
     return Dataset(name, Split(x_tr, as_y(y[tr])), Split(x_va, as_y(y[va])), Split(x_te, as_y(y_te)),
@@ -191,8 +223,6 @@ def _assemble(name: str, x: np.ndarray, y: np.ndarray, seed: int, val_fraction: 
 def _load_digits(image_size: int) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
-    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 8:
-        raise DataError(f"image_size must be an integer >= 8, got {image_size!r}")
     bunch = load_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N,1,8,8) in [0,1]
     if image_size != 8:
@@ -200,150 +230,95 @@ def _load_digits(image_size: int) -> tuple[np.ndarray, np.ndarray]:
     return x.numpy(), bunch.target.astype(np.int64)
 
 
-# ----------------------------------------------------------------------------- cifar10
-
-def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
-    """The one use of ``_codecs.encode`` in a protocol-2 pickle written by Python 3: bytes."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("refusing _codecs.encode other than str -> latin1 bytes")
-    return text.encode("latin1")
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Refuses every global except what a plain numpy array needs; nothing else can run.
-
-    Allowed: numpy's array reconstruction (``_reconstruct``, ``ndarray``, ``dtype``) and a
-    latin-1-only stand-in for ``_codecs.encode`` (how Python 3 writes bytes at protocol 2).
-    """
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        if (module, name) == ("_codecs", "encode"):
-            return _latin1_bytes
-        raise pickle.UnpicklingError(f"refusing global {module}.{name}: a CIFAR-10 batch holds "
-                                     "only dicts of arrays, lists and bytes")
-
-
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with path.open("rb") as fh:
-            obj = _ArrayOnlyUnpickler(fh, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, OSError) as err:
-        raise DataError(f"{path}: not a CIFAR-10 python batch ({err})") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a dict with b'data' and b'labels', got {type(obj).__name__}")
-    obj = {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
-    if "data" not in obj or "labels" not in obj:
-        raise DataError(f"{path}: expected keys b'data' and b'labels', got {sorted(map(str, obj))}")
-    data, labels = obj["data"], obj["labels"]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        shape = getattr(data, "shape", None)
-        raise DataError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), got "
-                        f"{type(data).__name__} {getattr(data, 'dtype', '')} {shape}")
-    if not isinstance(labels, (list, np.ndarray)) or len(labels) != data.shape[0]:
-        raise DataError(f"{path}: b'labels' must be a list of {data.shape[0]} integers")
-    try:
-        y = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}: b'labels' must be a list of integers 0..9") from None
-    if y.ndim != 1 or (len(y) and (y.min() < 0 or y.max() > 9)):
-        raise DataError(f"{path}: b'labels' must be a list of integers 0..9")
-    return data.reshape(-1, 3, 32, 32), y
-
-
-def _cifar_folder(data_dir: str | Path | None) -> Path:
-    if data_dir is None:
-        raise DataError(f"cifar10 needs --data-dir: a '{CIFAR_FOLDER}' folder or its parent")
-    root = Path(data_dir).expanduser()
-    if (root / CIFAR_FOLDER).is_dir():
-        root = root / CIFAR_FOLDER
-    if not root.is_dir():
-        raise DataError(f"cifar10: no folder {root}; expected a '{CIFAR_FOLDER}' folder with "
-                        f"{', '.join(CIFAR_TRAIN_FILES)} and {CIFAR_TEST_FILE}")
-    missing = [f for f in (*CIFAR_TRAIN_FILES, CIFAR_TEST_FILE) if not (root / f).is_file()]
-    if missing:
-        hint = ""
-        if (root / "data_batch_1.bin").exists():
-            hint = " (this looks like the binary version; use the python version, cifar-10-python.tar.gz)"
-        raise DataError(f"cifar10: {root} lacks {', '.join(missing)}; expected the python version "
-                        f"'{CIFAR_FOLDER}' with {', '.join(CIFAR_TRAIN_FILES)} and {CIFAR_TEST_FILE}{hint}")
-    return root
-
+# ----------------------------------------------------------------------------- files
 
 def _load_cifar10(data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    root = _cifar_folder(data_dir)
-    parts = [_read_batch(root / f) for f in CIFAR_TRAIN_FILES]
-    x = np.concatenate([p[0] for p in parts]).astype(np.float32) / 255.0
-    y = np.concatenate([p[1] for p in parts])
-    x_te, y_te = _read_batch(root / CIFAR_TEST_FILE)
-    return x, y, x_te.astype(np.float32) / 255.0, y_te
+    root = cifar_folder(data_dir)
+    parts = [read_cifar_batch(root / f) for f in CIFAR_TRAIN_FILES]
+    x_te, y_te = read_cifar_batch(root / CIFAR_TEST_FILE)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), x_te, y_te
 
 
-# ----------------------------------------------------------------------------- npz
-
-def _load_npz(data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+def _load_npz(data_dir: str | Path | None, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     if data_dir is None:
         raise DataError("npz needs --data-dir: the path of a .npz file with x (N,C,H,W) and y (N,)")
     path = Path(data_dir).expanduser()
     if not path.is_file():
         raise DataError(f"npz: no file {path}; expected a .npz file with x (N,C,H,W) and y (N,)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = set(archive.files)
-            if not {"x", "y"} <= keys:
-                raise DataError(f"npz: {path} holds {sorted(keys)}; expected arrays 'x' (N,C,H,W) and 'y' (N,)")
-            x, y = archive["x"], archive["y"]
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError) as err:  # not a zip, or an object array (pickle refused)
-        raise DataError(f"npz: cannot read {path} as a .npz of plain arrays ({err})") from None
-    if x.ndim != 4:
-        raise DataError(f"npz: x must have shape (N, C, H, W), got {tuple(x.shape)}")
-    if x.dtype.kind not in "fiub":
-        raise DataError(f"npz: x must be numeric, got dtype {x.dtype}")
-    y = _labels(y, "npz")
-    if len(y) != len(x):
-        raise DataError(f"npz: x has {len(x)} examples but y has {len(y)}; expected equal N")
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
+    x, y = read_npz(path, lambda labels: _subsample(_labels(labels, "npz"), limit, seed))
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         raise DataError("npz: x holds NaN or infinite values")
-    return x, y
+    return x, _labels(y, "npz")
 
 
 # ----------------------------------------------------------------------------- entry points
 
+def _image_size(image_size: int | None, default: int) -> int:
+    size = default if image_size is None else image_size
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024:
+        raise DataError(f"image_size must be an integer in 8..1024, got {size!r}")
+    return size
+
+
 def load_data(name: str = "digits", data_dir: str | Path | None = None, seed: int = 0, *,
               val_fraction: float = 0.2, test_fraction: float = 0.2, limit: int | None = None,
-              image_size: int = 32) -> Dataset:
+              image_size: int | None = None, lazy: bool | None = None) -> Dataset:
     """Load data set ``name`` as train / val / test tensors, stratified and fixed by ``seed``.
 
-    ``data_dir``: the ``cifar-10-batches-py`` folder (or its parent) for ``cifar10``, the file
-    for ``npz``; unused by ``digits``. ``limit`` keeps a stratified subset of at most that many
-    training-pool examples (before splitting). ``test_fraction`` is unused for ``cifar10``
-    (its official test batch is the test split). ``image_size`` is for ``digits`` only.
+    ``data_dir``: the folder of the idx files for ``fashion-mnist`` (default: the Debian
+    package's folder, then setup.sh's cache), the ``cifar-10-batches-py`` folder (or its
+    parent) for ``cifar10``, the file for ``npz``, the class folders' parent for ``folder``;
+    unused by ``digits``. ``limit`` keeps a stratified subset of at most that many
+    training-pool examples (before splitting and before conversion to float).
+    ``test_fraction`` is unused where an official test set exists (fashion-mnist, cifar10).
+    ``image_size``: side of the images of ``digits`` (default 32), ``folder`` (default 32) and
+    ``fashion-mnist`` (default 28, the original; another size resizes bilinearly).
+    ``lazy`` (``folder`` only): True keeps images on disk, None decides by memory.
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise DataError(f"seed must be an integer, got {seed!r}")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise DataError(f"limit must be a positive integer, got {limit!r}")
     if name == "digits":
-        x, y = _load_digits(image_size)
+        x, y = _load_digits(_image_size(image_size, 32))
         return _assemble("digits", x, y, seed, val_fraction, test_fraction, limit)
+    if name == "fashion-mnist":
+        from .fashion_mnist import load_fashion_mnist
+
+        size = _image_size(image_size, 28)
+        x, y, x_te, y_te = load_fashion_mnist(data_dir)
+        if size != 28:
+            x, x_te = _resize(x, size), _resize(x_te, size)
+        return _assemble("fashion-mnist", x, y, seed, val_fraction, test_fraction, limit, test=(x_te, y_te),
+                         num_classes=10)
     if name == "cifar10":
         x, y, x_te, y_te = _load_cifar10(data_dir)
         return _assemble("cifar10", x, y, seed, val_fraction, test_fraction, limit, test=(x_te, y_te),
                          num_classes=10)
     if name == "npz":
-        x, y = _load_npz(data_dir)
-        return _assemble("npz", x, y, seed, val_fraction, test_fraction, limit)
+        x, y = _load_npz(data_dir, limit, seed)
+        return _assemble("npz", x, y, seed, val_fraction, test_fraction, None)
+    if name == "folder":
+        from .image_folder import load_images
+
+        return load_images(data_dir, _image_size(image_size, 32), seed, val_fraction, test_fraction, limit, lazy)
     raise DataError(f"unknown data set {name!r}; known data sets: {', '.join(DATASETS)}")
+
+
+def _resize(x: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (N, C, H, W) resized bilinearly to (N, C, size, size), still uint8."""
+    check_fits(converted_bytes(len(x), (x.shape[1], size, size)), f"resizing to {size}x{size}")
+    out = F.interpolate(torch.from_numpy(x.copy()).float(), size=(size, size), mode="bilinear", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def batches(x: Any, order: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """Inputs ``x[order]`` in batches: indexing for tensors, a DataLoader for lazily loaded images."""
+    if hasattr(x, "batches"):
+        yield from x.batches(order, batch_size)
+        return
+    for i in range(0, len(order), batch_size):
+        yield x[order[i:i + batch_size]]
 
 
 def check_arch_data(arch: Any, data: Dataset) -> None:

@@ -66,11 +66,14 @@ def _positive(name: str, value: Any, kind: type = float) -> None:
 
 @torch.inference_mode()
 def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device: torch.device) -> float:
-    correct = 0
-    for i in range(0, len(y), batch_size):
+    from .data import batches
+
+    correct, i = 0, 0
+    for xb in batches(x, torch.arange(len(y)), batch_size):
         with compute_slot():
-            out = model(x[i:i + batch_size].to(device))
-        correct += int((out.argmax(1).cpu() == y[i:i + batch_size]).sum())
+            out = model(xb.to(device))
+        correct += int((out.argmax(1).cpu() == y[i:i + len(xb)]).sum())
+        i += len(xb)
     return correct / max(1, len(y))
 
 
@@ -147,6 +150,8 @@ def train(model: nn.Module, data: Any, epochs: int = DEFAULT_EPOCHS, lr: float =
     """
     from spaces.build import condense_model, learned_ops
 
+    from .data import batches
+
     _positive("epochs", epochs, int)
     _positive("lr", lr)
     _positive("batch_size", batch_size, int)
@@ -186,14 +191,14 @@ def train(model: nn.Module, data: Any, epochs: int = DEFAULT_EPOCHS, lr: float =
             for epoch in range(1, epochs + 1):
                 model.train()
                 order = torch.randperm(len(y_tr), generator=gen)
-                for i in range(0, len(order), batch_size):
-                    idx = order[i:i + batch_size]
-                    if len(idx) < 2 and i > 0:  # a single-example batch breaks BatchNorm
-                        continue
+                if len(order) > batch_size and len(order) % batch_size == 1:
+                    order = order[:-1]  # a single-example batch breaks BatchNorm
+                chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+                for idx, x_batch in zip(chunks, batches(x_tr, order, batch_size)):
                     for g in opt.param_groups:
                         g["lr"] = _lr_at(step, total, lr, warmup)
                     with compute_slot():  # no latency is timed on this machine meanwhile
-                        xb, yb = x_tr[idx].to(dev), y_tr[idx].to(dev)
+                        xb, yb = x_batch.to(dev), y_tr[idx].to(dev)
                         loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
                         for op in ops:
                             reg = op.regularizer()

@@ -65,7 +65,7 @@ def test_limit_keeps_a_stratified_subset():
 
 
 def test_unknown_name_and_bad_fractions():
-    with pytest.raises(DataError, match="known data sets: digits, cifar10, npz"):
+    with pytest.raises(DataError, match="known data sets: digits, fashion-mnist, cifar10, npz, folder"):
         load_data("mnist")
     with pytest.raises(DataError, match="val_fraction"):
         load_data(val_fraction=1.5)
