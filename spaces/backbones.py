@@ -10,7 +10,7 @@ block structure, widths and strides and replaces the ops of the blocks' layers.
   and MobileNet-style (13 depthwise separable ops, no BN between their parts) search skeletons.
 - the papers' networks (``spaces.nets_resnet``, ``nets_mobile``, ``nets_shuffle``): ``resnet20``,
   ``resnet18``, ``resnet50``, ``resnext50``, ``mobilenet_v1``, ``mobilenet_v2``,
-  ``shufflenet_v1`` (option ``groups``), ``shufflenet_v2``.
+  ``shufflenet_v1`` (option ``groups``), ``shufflenet_v2``, ``mobilefacenet``.
 
 ``width`` scales every channel count (to multiples of 8 unless a net says otherwise), so a
 space can trade grouping for width as IGC suggests. Options are keyword-only; an unknown one
@@ -23,7 +23,7 @@ import inspect
 from typing import Any, Callable
 
 from .arch import Arch, HeadSpec, LayerSpec
-from .nets_mobile import mobilenet_v1, mobilenet_v2
+from .nets_mobile import mobilefacenet, mobilenet_v1, mobilenet_v2
 from .nets_resnet import resnet18, resnet20, resnet50, resnext50
 from .nets_shuffle import shufflenet_v1, shufflenet_v2
 from .widths import scale_width
@@ -75,7 +75,7 @@ def mobilenet(input_shape=(3, 32, 32), num_classes=10, width=1.0) -> Arch:
 BACKBONES: dict[str, Callable[..., Arch]] = {
     "small": small, "vgg16": vgg16, "resnet": resnet, "mobilenet": mobilenet,
     "resnet20": resnet20, "resnet18": resnet18, "resnet50": resnet50, "resnext50": resnext50,
-    "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mobilefacenet": mobilefacenet,
     "shufflenet_v1": shufflenet_v1, "shufflenet_v2": shufflenet_v2,
 }
 

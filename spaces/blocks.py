@@ -51,10 +51,11 @@ def bottleneck(cin: int, mid: int, cout: int, stride: int = 1, groups: int = 1, 
     return BlockSpec(layers, _shortcut(cin, cout, stride), act="relu")
 
 
-def inverted(cin: int, cout: int, stride: int, expand: int) -> BlockSpec:
+def inverted(cin: int, cout: int, stride: int, expand: int, act: str = "relu6") -> BlockSpec:
+    """``act``: ReLU6 (MobileNetV2) or PReLU (MobileFaceNet)."""
     mid = cin * expand
-    layers = ((conv(mid, 1, act="relu6"),) if expand != 1 else ()) + (
-        dw(mid, stride, act="relu6"), conv(cout, 1, act="none"))
+    layers = ((conv(mid, 1, act=act),) if expand != 1 else ()) + (
+        dw(mid, stride, act=act), conv(cout, 1, act="none"))
     return BlockSpec(layers, "identity" if cin == cout and stride == 1 else "none")
 
 

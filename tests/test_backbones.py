@@ -32,6 +32,7 @@ PAPER = [
     ("shufflenet_v1", {"groups": 3}, IMAGENET, 1000, None, "140", "Table 2: 1x g=3 140 M"),
     ("shufflenet_v1", {"groups": 4}, IMAGENET, 1000, None, "137", "Table 2: 1x g=4 137 M"),
     ("shufflenet_v2", {}, IMAGENET, 1000, "2.3", "146", "Ma et al. ECCV 2018 Table 5: 1x 146 M, 2.3 M"),
+    ("mobilefacenet", {}, (3, 112, 112), 128, "0.99", "221", "Chen et al. CCBR 2018 Table 3: 0.99 M, 221 M"),
 ]
 
 
@@ -88,7 +89,7 @@ def test_cifar_adaptations_end_where_the_papers_say():
     strides after a stride-1 stem without pool: 4x4 for ResNet / ShuffleNet / MobileNetV2, 2x2 v1."""
     ends = {"resnet20": (64, 8, 8), "resnet18": (512, 4, 4), "resnet50": (2048, 4, 4), "resnext50": (2048, 4, 4),
             "mobilenet_v1": (1024, 2, 2), "mobilenet_v2": (1280, 4, 4), "shufflenet_v1": (960, 4, 4),
-            "shufflenet_v2": (1024, 4, 4)}
+            "shufflenet_v2": (1024, 4, 4), "mobilefacenet": (512, 4, 4)}
     for name, end in ends.items():
         assert get_backbone(name, (3, 32, 32), 10).feature_shapes()[-1] == end, name
     assert get_backbone("resnet50", IMAGENET, 1000).feature_shapes()[0] == (64, 56, 56)  # 7x7 s2 + max pool
