@@ -40,6 +40,7 @@ class RunConfig:
     created: str = ""
     resumed: tuple[str, ...] = ()
     ray: dict[str, Any] | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)   # evaluators.latency.calibration_info()
 
     @property
     def objectives(self) -> tuple[str, ...]:

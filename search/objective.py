@@ -3,8 +3,10 @@
 sample (the backend's job) -> build -> params and MACs -> constraints -> [latency, for
 architectures without learned ops: it does not depend on the weights] -> ``report("costs")``
 (the pre-training dominance skip lives there) -> proxy accuracy, ``report("epoch")`` after
-each epoch (per-epoch pruning) -> condensed model: params, MACs and latency of what would be
-deployed (learned ops: after condensing) -> figures.
+each epoch (per-epoch pruning) -> condensed model: params and MACs of what would be deployed
+(learned ops: after condensing) -> figures. Latency is always timed on
+``spaces.inference_model(model)`` (learned ops condensed, BN and permutations folded: the
+form a user ships).
 
 ``report(stage, figures)`` may raise ``search.pruning.Pruned`` to stop the trial; the
 figures gathered so far travel with the exception. Nothing here imports Optuna, so the Optuna
@@ -28,7 +30,7 @@ from .objectives import values as objective_values
 from .pruning import Pruned
 from .settings import Settings
 
-__all__ = ["Settings", "evaluate_arch", "objective_values", "get_data", "constraint_violation"]
+__all__ = ["Settings", "evaluate_arch", "objective_values", "get_data", "constraint_violation", "latency_shape"]
 
 
 _DATA_CACHE: dict[tuple, Any] = {}
@@ -60,15 +62,32 @@ def _emit(report: Callable[[str, dict[str, Any]], None] | None, stage: str, figu
         report(stage, figures)
 
 
-def _latency(model: torch.nn.Module, arch: Any, settings: Settings) -> dict[str, Any]:
-    from evaluators.latency import measure_latency
+def latency_shape(arch: Any, settings: Settings) -> tuple[int, int, int]:
+    """The input the latency is for: ``settings.latency_shape``, else the arch's own."""
+    return tuple(settings.latency_shape or arch.input_shape)
 
-    budget = float(settings.latency_seconds)  # shared by the two memory formats
-    res = measure_latency(model, tuple(arch.input_shape), batch_size=settings.latency_batch,
-                          threads=settings.threads, max_seconds=budget / 2, warmup_s=min(0.1, budget / 10))
-    return {"latency_ms": res.median_ms, "latency_iqr_ms": res.iqr_ms, "latency_runs": res.runs,
-            "threads": res.threads, "memory_format": res.memory_format, "node": res.node,
-            "latency_batch": res.batch_size}
+
+def _latency(model: torch.nn.Module, arch: Any, settings: Settings) -> dict[str, Any]:
+    """Latency figures at the deployment shape and runtime (``LatencyResult.record()``), timed on
+    ``spaces.inference_model(model)``; or ``predict_latency`` with ``settings.latency == "predicted"``."""
+    shape = latency_shape(arch, settings)
+    if settings.latency == "predicted":
+        from evaluators.latency_model import predict_latency
+
+        ms = predict_latency(arch, input_shape=shape, batch_size=settings.latency_batch,
+                             threads=settings.threads, runtime=settings.runtime)
+        return {"latency_ms": float(ms), "latency_source": "predicted", "latency_shape": list(shape),
+                "latency_runtime": settings.runtime, "latency_batch": settings.latency_batch,
+                "threads": settings.threads}
+    from evaluators.latency import measure_latency
+    from spaces import inference_model
+
+    budget = float(settings.latency_seconds)  # shared by the two memory formats (torch)
+    per_format = budget if settings.runtime == "onnxruntime" else budget / 2
+    res = measure_latency(inference_model(model), shape, batch_size=settings.latency_batch,
+                          threads=settings.threads, runtime=settings.runtime, max_seconds=per_format,
+                          warmup_s=min(0.1, budget / 10))
+    return {**res.record(), "latency_source": "measured"}
 
 
 def _costs(model: torch.nn.Module, arch: Any) -> dict[str, Any]:

@@ -25,7 +25,9 @@ __all__ = ["Objective", "OBJECTIVES", "directions", "keys", "values", "to_min", 
 REF_MARGIN = 0.1
 #: every figure a trial may record (its user attributes), in the order of trials.csv
 FIGURES = ("accuracy", "latency_ms", "latency_iqr_ms", "latency_runs", "latency_batch", "threads",
-           "memory_format", "node", "params", "macs", "seconds", "eval_seconds", "acc_epochs", "learned", "proxy")
+           "memory_format", "node", "params", "macs", "seconds", "eval_seconds", "acc_epochs", "learned", "proxy",
+           "latency_shape", "latency_runtime", "latency_source", "latency_ref_ratio", "latency_ref_ms",
+           "latency_spread", "latency_converged", "latency_calibration")
 
 
 def _si(value: float, unit: str) -> str:

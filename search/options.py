@@ -2,10 +2,11 @@
 
 Every bad value gives one ``error:`` line (``search.cli_errors``) before any file is written:
 unknown names, non-positive sizes, ``--seed`` outside [0, 2**32 - 1] (NumPy's seed range),
-``--threads`` beyond this machine's cores, ``--workers`` beyond them (local processes; a Ray
-cluster may have more: up to ``MAX_CLUSTER_WORKERS``), ``--population`` below 2 (NSGA-II
-needs two parents), ``--latency-batch`` above ``MAX_LATENCY_BATCH``, ``--prune-margin`` not a
-finite number >= 0, and a ``--name`` that is not a plain folder name.
+``--threads`` beyond this machine's cores, ``--latency-shape`` not ``CxHxW`` (or a C other than
+the data's), ``--runtime``/``--latency``/``--data``/``--sampler`` not a known name, ``--workers``
+beyond them (local processes; a Ray cluster may have more: up to ``MAX_CLUSTER_WORKERS``),
+``--population`` below 2 (NSGA-II needs two parents), ``--latency-batch`` above
+``MAX_LATENCY_BATCH``, ``--prune-margin`` not a finite number >= 0, and a ``--name`` that is not a plain folder name.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 from .backends import BACKENDS
 from .cli_errors import CliError
 from .objectives import OBJECTIVES
-from .samplers import SAMPLERS
-from .settings import Settings
+from .sampling import SAMPLERS
+from .settings import LATENCY_MODES, RUNTIMES, Settings
 
-__all__ = ["build_parser", "validate", "settings_from_args", "parse_objectives", "DEFAULT_TRIALS",
+__all__ = ["build_parser", "validate", "settings_from_args", "parse_objectives", "latency_shape", "DEFAULT_TRIALS",
            "MAX_LATENCY_BATCH", "MAX_SEED", "MAX_CLUSTER_WORKERS"]
 
 #: + the baselines. A full trial (3 epochs on digits, 1 s of latency) took ~5 s on the 2-core
@@ -32,6 +33,15 @@ MAX_LATENCY_BATCH = 4096
 MAX_SEED = 2**32 - 1
 MAX_CLUSTER_WORKERS = 4096
 MAX_EPOCHS = 10_000
+#: the default latency input: the data's channels at the standard deployment size of mobile CNN
+#: latency tables; one trial's measurement at 224 onnxruntime takes about as long as at 28 (the
+#: budget is time, ~17 pairs in 0.5 s for igc-L4 on small) -- see the README's latency section
+DEFAULT_LATENCY_HW = (224, 224)
+DEFAULT_RUNTIME = "onnxruntime"
+#: one-liners for the integrator (issue 14): the README's default data and sampler
+DEFAULT_DATA = "digits"
+DEFAULT_SAMPLER = "nsga2"
+DATA_NAMES = ("digits", "fashion-mnist", "cifar10", "npz", "folder")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the default command takes under 10 minutes on a quiet 2-core machine; raise it, "
                         "or give --timeout, for a longer search)")
     g.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
-    g.add_argument("--sampler", default="nsga2", help="nsga2 (default), tpe, or random (the honest baseline)")
+    g.add_argument("--sampler", default=DEFAULT_SAMPLER,
+                   help=f"{', '.join(SAMPLERS)}, or random (the honest baseline); default {DEFAULT_SAMPLER}")
     g.add_argument("--population", type=int, default=None,
-                   help="NSGA-II population size (default: trials/4, between 8 and 50)")
+                   help="NSGA-II population size (default: about trials/5, between 4 and 50)")
     g.add_argument("--workers", type=int, default=None, help="parallel trial processes on this machine (default 1)")
     g.add_argument("--address", default=None,
                    help="--backend ray: join the Ray cluster at auto or HOST:PORT (default: start a local instance)")
@@ -76,11 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prune-margin", type=float, default=0.01,
                    help="accuracy margin of the per-epoch pruning rule (default 0.01)")
     g = p.add_argument_group("data and measurement")
-    g.add_argument("--data", default="digits", help="digits (default, built in), cifar10 or npz")
-    g.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder, or the .npz file")
+    g.add_argument("--data", default=DEFAULT_DATA,
+                   help=f"{', '.join(DATA_NAMES)} (default {DEFAULT_DATA}; digits is built in)")
+    g.add_argument("--data-dir", default=None,
+                   help="fashion-mnist idx folder, cifar-10-batches-py folder, the .npz file, or the image folder")
     g.add_argument("--data-limit", type=int, default=None, help="use at most this many examples (quick runs)")
     g.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement (default 1)")
     g.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement (default 1)")
+    g.add_argument("--latency-shape", default=None, metavar="CxHxW",
+                   help="input the latency is timed at (default: the data's channels x 224x224; "
+                        "training stays at the data's size)")
+    g.add_argument("--runtime", default=DEFAULT_RUNTIME,
+                   help=f"latency runtime: {' or '.join(RUNTIMES)} (default {DEFAULT_RUNTIME})")
+    g.add_argument("--latency", default="measured",
+                   help="measured (default, the figures of record) or predicted (evaluators.latency_model, "
+                        "cheap screening)")
     g.add_argument("--latency-seconds", type=float, default=1.0,
                    help="time budget of one latency measurement, both memory formats (default 1.0)")
     g = p.add_argument_group("run folder")
@@ -128,6 +149,14 @@ def validate(args: argparse.Namespace) -> None:
         raise CliError(f"unknown backend {args.backend!r}; known backends: {', '.join(BACKENDS)}")
     if args.sampler not in SAMPLERS:
         raise CliError(f"unknown sampler {args.sampler!r}; known samplers: {', '.join(SAMPLERS)}")
+    if args.data not in DATA_NAMES:
+        raise CliError(f"unknown data {args.data!r}; known data: {', '.join(DATA_NAMES)}")
+    if args.runtime not in RUNTIMES:
+        raise CliError(f"unknown runtime {args.runtime!r}; known runtimes: {', '.join(RUNTIMES)}")
+    if args.latency not in LATENCY_MODES:
+        raise CliError(f"--latency must be {' or '.join(LATENCY_MODES)}, got {args.latency!r}")
+    if args.latency_shape is not None:
+        latency_shape(args.latency_shape)
     if args.proxy != "train" and args.proxy not in SCORES:
         raise CliError(f"unknown proxy {args.proxy!r}; use train or a zero-cost score: {', '.join(SCORES)}")
     for name in ("trials", "timeout", "workers", "epochs", "max_params", "max_macs", "max_latency_ms",
@@ -151,9 +180,22 @@ def validate(args: argparse.Namespace) -> None:
         check_name(args.name)
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def latency_shape(text: str | None, channels: int | None = None) -> tuple[int, int, int]:
+    """``--latency-shape`` (``CxHxW``, or ``HxW`` with ``channels``) as a shape; the default
+    (None) is ``channels`` x ``DEFAULT_LATENCY_HW``. ``CliError`` for anything else."""
+    from .remeasure import parse_shape
+
+    if text is None:
+        return (int(channels or 3), *DEFAULT_LATENCY_HW)
+    return parse_shape(text, channels)
+
+
+def settings_from_args(args: argparse.Namespace, channels: int | None = None) -> Settings:
+    """The trial settings; ``channels`` (the data's) completes the latency shape."""
     return Settings(data=args.data, data_dir=args.data_dir, data_limit=args.data_limit, proxy=args.proxy,
                     epochs=args.epochs, objectives=parse_objectives(args.objectives), max_params=args.max_params,
                     max_macs=args.max_macs, max_latency_ms=args.max_latency_ms, latency_batch=args.latency_batch,
                     threads=args.threads, latency_seconds=args.latency_seconds, seed=args.seed,
+                    latency_shape=latency_shape(args.latency_shape, channels) if channels else None,
+                    runtime=args.runtime, latency=args.latency,
                     prune=not args.no_prune, prune_margin=args.prune_margin)

@@ -39,6 +39,7 @@ def write_trials_csv(path: Path, data: RunData) -> None:
 def _member(data: RunData, r: dict[str, Any], ties: dict[int, int]) -> dict[str, Any]:
     return {"trial": r["number"], "baseline": r["baseline"], "values": r["values"],
             "figures": {k: r["attrs"].get(k) for k in FIGURES if k in r["attrs"]},
+            "final_latency_ms": r["attrs"].get("final_latency_ms"), "retimed": bool(r.get("retimed")),
             "arch": json.loads(r["arch"]) if r["arch"] else None, "choices": r["choices"],
             "dominates_baselines": dominated_baselines(data, r), "tie_group": ties.get(r["number"])}
 
@@ -49,11 +50,13 @@ def pareto_document(data: RunData) -> dict[str, Any]:
     for r in data.rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     return {"objectives": data.objectives, "directions": data.directions, "target": data.target,
+            "retimed": data.retimed is not None, "final_latency": data.retimed,
             "reference_point": dict(zip(data.objectives, data.natural(data.ref or []))),
             "hypervolume": data.hv, "knee": data.knee["number"] if data.knee else None,
             "trials": counts,
             "members": [_member(data, r, ties) for r in data.front],
-            "baselines": [{"name": b["baseline"], "trial": b["number"], "values": b["values"]}
+            "baselines": [{"name": b["baseline"], "trial": b["number"], "values": b["values"],
+                           "final_latency_ms": b["attrs"].get("final_latency_ms"), "retimed": bool(b.get("retimed"))}
                           for b in data.baselines]}
 
 

@@ -2,7 +2,8 @@
 
 A target is runtime x device x threads x batch (``--runtime torch,onnxruntime --threads 1,2
 --batch 1,32 [--device cuda]``). Each member is rebuilt from its Arch JSON
-(``condense_model(build_model(arch))``: what would be deployed; for a learned op the condensed
+(``spaces.inference_model(build_model(arch))``: what would be deployed, BN and permutations
+folded; for a learned op the condensed
 structure of the freshly built op, which has the trained one's group counts -- DGC may end
 training with another group count) at the input shape ``--latency-shape`` (default: the run's
 ``settings.latency_shape``, else the arch's own) and timed with
@@ -33,12 +34,12 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from evaluators.onnx_runtime import OrtModule
+
 from .cli_errors import CliError, run_cli
 from .targets import RUNTIMES, fronts, save_targets, stable_members, target_name
 
-from evaluators.onnx_runtime import OrtModule
-
-__all__ = ["main", "build_parser", "OrtModule", "members_of", "measure_target", "parse_shape"]
+__all__ = ["main", "build_parser", "OrtModule", "members_of", "measure_target", "parse_shape", "deployed_model", "at_shape"]
 
 
 def _int_list(flag: str, text: str) -> list[int]:
@@ -79,11 +80,13 @@ def members_of(run_dir: Path, include: str = "front") -> tuple[list[dict[str, An
     return sorted(seen.values(), key=lambda r: r["number"]), config
 
 
-def _deployed(arch_json: str, seed: int) -> nn.Module:
+def deployed_model(arch_json: str, seed: int) -> nn.Module:
+    """The deployed form of ``arch_json``: ``spaces.inference_model(build_model(arch))``, eval mode."""
+    from spaces import inference_model
     from spaces.arch import Arch
-    from spaces.build import build_model, condense_model
+    from spaces.build import build_model
 
-    return condense_model(build_model(Arch.from_json(arch_json), seed=seed)).eval()
+    return inference_model(build_model(Arch.from_json(arch_json), seed=seed)).eval()
 
 
 def measure_target(models: dict[int, nn.Module], input_shape: tuple[int, int, int], runtime: str, threads: int,
@@ -195,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(text, (list, tuple)):  # as config.json stores it
         text = "x".join(str(v) for v in text)
     shape = parse_shape(str(text), own[0]) if text else own
-    models = {r["number"]: _deployed(at_shape(r["arch"], shape), seed) for r in rows}
+    models = {r["number"]: deployed_model(at_shape(r["arch"], shape), seed) for r in rows}
     plan = [(rt, t, b) for rt in runtimes for t in threads for b in batches]
     print(f"re-measuring {len(rows)} trials ({sum(1 for r in rows if r['baseline'])} baselines) on "
           f"{len(plan)} targets, device {args.device}, input {'x'.join(map(str, shape))}", flush=True)

@@ -45,6 +45,26 @@ def _space(name: str, backbone: str, data: Any) -> Any:
         raise CliError(str(err)) from None
 
 
+def _calibration() -> dict[str, Any]:
+    from evaluators.latency import calibration_info
+
+    return calibration_info()
+
+
+def _retime(run_dir: Path, config: RunConfig, printer: Any) -> None:
+    """Re-time the front and the baselines in one round (``search.retime``); record the calibration."""
+    from .final_round import retime_run
+    from .runfolder import load_run
+    from .storage import write_config
+
+    _, study, doc = load_run(run_dir)
+    s = config.settings
+    shape = "x".join(str(v) for v in (s.latency_shape or config.input_shape))
+    printer(f"re-timing the front and the baselines together at {shape} on {s.runtime} ...")
+    if retime_run(run_dir, study, doc) is not None:
+        write_config(run_dir, config.replace(calibration=_calibration()))
+
+
 def _resume_dir(args: Any) -> Path:
     if args.resume:
         return Path(args.resume)
@@ -61,12 +81,12 @@ def _new_run(args: Any) -> tuple[Path, RunConfig, Any]:
     import optuna
 
     from .objective import get_data
-    from .samplers import default_population
+    from .sampling import population_for
     from .storage import JOURNAL, machine_info, new_run_dir, open_storage, write_config
     from .study import create_study, enqueue_baselines
 
-    settings = settings_from_args(args)
-    data = get_data(settings)                       # DataError for a missing folder, before any file
+    data = get_data(settings_from_args(args))       # DataError for a missing folder, before any file
+    settings = settings_from_args(args, data.input_shape[0])  # the latency shape takes the data's channels
     space = _space(args.space, args.backbone, data)
     if args.storage is not None and "://" in args.storage:
         open_storage(args.storage)                  # a bad URL fails before the run folder exists
@@ -78,11 +98,11 @@ def _new_run(args: Any) -> tuple[Path, RunConfig, Any]:
     config = RunConfig(space=args.space, backbone=args.backbone, settings=settings,
                        input_shape=tuple(data.input_shape), num_classes=data.num_classes, study_name=run_dir.name,
                        storage=storage_spec, backend=args.backend, sampler=args.sampler,
-                       population=args.population or default_population(trials),
+                       population=args.population or population_for(trials),
                        trials=trials, baselines=baselines, timeout=args.timeout, workers=args.workers or 1,
                        command=" ".join(sys.argv), data_summary=data.describe(),
                        space_size=str(getattr(space, "size", "")), machine=machine_info(),
-                       created=time.strftime("%Y-%m-%d %H:%M:%S"))
+                       created=time.strftime("%Y-%m-%d %H:%M:%S"), calibration=_calibration())
     write_config(run_dir, config)
     try:
         study = create_study(storage, config, space)
@@ -135,7 +155,9 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
     deadline = time.time() + config.timeout if config.timeout else None
     print(f"run folder {run_dir}  (space {config.space}/{config.backbone}, sampler {config.sampler}, "
           f"{config.total_trials} trials incl. {len(config.baselines)} baselines, "
-          f"{config.workers} worker(s))", flush=True)
+          f"{config.workers} worker(s); latency {config.settings.latency} at "
+          f"{'x'.join(map(str, config.settings.latency_shape or config.input_shape))} on {config.settings.runtime})",
+          flush=True)
 
     def printer(s: str) -> None:
         print(s, flush=True)
@@ -149,6 +171,8 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
         from .backends.optuna_backend import run_search
 
         completed = run_search(run_dir, config, storage, deadline, printer=printer, hooks=hooks)
+    if completed:
+        _retime(run_dir, config, printer)
     from .runfolder import front_table, load_run, write_outputs
 
     _, study, doc = load_run(run_dir)

@@ -41,6 +41,7 @@ class RunData:
     hv: float | None = None
     knee: dict[str, Any] | None = None
     target: str | None = None
+    retimed: dict[str, Any] | None = None          # the end-of-run round's setting (search.retime)
 
     def natural(self, values: Sequence[float]) -> list[float]:
         """A point in minimisation form (e.g. the reference point) back in natural units."""
@@ -78,6 +79,7 @@ def collect(study: Any, config: Mapping[str, Any], target: str | None = None,
         front_numbers = {r["number"] for r in complete if r.get("on_target_front")}
     else:
         front_numbers = {t.number for t in study.best_trials}
+        complete = _apply_final(run_dir, complete, data)
     data.front = sorted((r for r in complete if r["number"] in front_numbers and r["repeat_of"] is None),
                         key=lambda r: [r["values"][o] * OBJECTIVES[o].sign
                                        for o in objectives[1:] + objectives[:1]])
@@ -95,6 +97,30 @@ def collect(study: Any, config: Mapping[str, Any], target: str | None = None,
     if data.front:
         data.knee = data.front[knee_index(data.points(data.front))]
     return data
+
+
+def _apply_final(run_dir: Path | None, complete: list[dict[str, Any]], data: RunData) -> list[dict[str, Any]]:
+    """Front and baselines with the end-of-run latencies (``search.retime``), when re-timed:
+    ``values["latency"]`` and the ``latency_*`` attrs replaced, ``final_latency_ms`` and
+    ``retimed`` added; the trial's own figure stays under ``search_latency_ms``."""
+    from .retime import load_final
+
+    final = load_final(run_dir)
+    if final is None:
+        return complete
+    data.retimed = {k: v for k, v in final.items() if k != "members"}
+    out = []
+    for r in complete:
+        m = final["members"].get(str(r["number"]))
+        if isinstance(m, dict) and isinstance(m.get("latency_ms"), (int, float)):
+            r = dict(r, values=dict(r["values"]), attrs=dict(r["attrs"]), retimed=True)
+            r["attrs"]["search_latency_ms"] = r["attrs"].get("latency_ms")
+            r["attrs"].update(m)
+            r["attrs"]["final_latency_ms"] = float(m["latency_ms"])
+            if "latency" in r["values"]:
+                r["values"]["latency"] = float(m["latency_ms"])
+        out.append(r)
+    return out
 
 
 def _apply_target(run_dir: Path | None, target: str, complete: list[dict[str, Any]],

@@ -24,11 +24,11 @@ processes on one shared study never draw the same stream.
 
 from __future__ import annotations
 
-import hashlib
-import warnings
 from typing import Any, Callable
 
 import optuna
+
+from .sampling_base import mix_seed, tpe
 
 __all__ = ["SAMPLERS", "DEFAULT_SAMPLER", "make_sampler", "mix_seed", "population_for", "startup_for", "tpe"]
 
@@ -36,12 +36,6 @@ SAMPLERS = ("screened", "tpe", "nsga2", "gp", "random")
 DEFAULT_SAMPLER = "screened"
 
 Price = Callable[[Any], float]
-
-
-def mix_seed(seed: int, *parts: Any) -> int:
-    """A 32-bit seed from ``seed`` and ``parts`` (stable across processes and runs)."""
-    text = ":".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
 def population_for(n_trials: int) -> int:
@@ -54,14 +48,6 @@ def startup_for(n_trials: int) -> int:
     return max(4, min(10, int(n_trials) // 6))
 
 
-def tpe(seed: int, n_startup: int) -> optuna.samplers.TPESampler:
-    """Multivariate, grouped multi-objective TPE (``group`` is experimental in Optuna 5: quiet)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True, group=True,
-                                          constant_liar=True)
-
-
 def _seed(name: str, seed: int, worker_id: Any) -> int:
     if name == "random":
         return seed if worker_id in (0, None) else mix_seed(seed, "worker", worker_id)
@@ -69,12 +55,13 @@ def _seed(name: str, seed: int, worker_id: Any) -> int:
 
 
 def make_sampler(name: str, *, seed: int, n_trials: int, space: Any = None, price: Price | None = None,
-                 worker_id: Any = 0) -> optuna.samplers.BaseSampler:
+                 worker_id: Any = 0, population: int | None = None) -> optuna.samplers.BaseSampler:
     """The sampler ``name`` (see ``SAMPLERS``) for a budget of ``n_trials`` searched trials.
 
     ``space``: the ``spaces.Space`` (needed by ``screened``, which builds and prices
     candidates). ``price(arch) -> float``: an extra cost known before training (e.g. predicted
     latency), used as a feature by ``screened``. ``worker_id``: distinct per worker process.
+    ``population``: NSGA-II's population (``--population``; default ``population_for(n_trials)``).
     """
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
@@ -84,7 +71,7 @@ def make_sampler(name: str, *, seed: int, n_trials: int, space: Any = None, pric
     if name == "tpe":
         return tpe(s, startup_for(n_trials))
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population_for(n_trials), seed=s)
+        return optuna.samplers.NSGAIISampler(population_size=population or population_for(n_trials), seed=s)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=s, n_startup_trials=startup_for(n_trials),
                                          independent_sampler=optuna.samplers.RandomSampler(seed=s))

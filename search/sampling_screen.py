@@ -34,6 +34,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from . import optuna_adapter as ota
+
 __all__ = ["ScreenedSampler", "FIGURE_KEYS"]
 
 FIGURE_KEYS = {"accuracy": "accuracy", "latency": "latency_ms", "params": "params", "macs": "macs"}
@@ -43,7 +45,8 @@ class _Chooser:
     """A stand-in trial for ``space.sample``: keeps ``parent``'s choices or redraws them."""
 
     def __init__(self, rng: np.random.Generator, parent: dict[str, Any] | None, p_change: float):
-        self.rng, self.parent, self.p_change, self.params = rng, parent or {}, p_change, {}
+        self.rng, self.parent, self.p_change = rng, parent or {}, p_change
+        self.params: dict[str, Any] = {}
 
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
         old = self.parent.get(name)
@@ -70,7 +73,7 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
         self._prices: dict[tuple, list[float]] = {}
         self._refs: dict[tuple, tuple[Any, np.ndarray]] = {}
         self._layer_cost: dict[tuple, np.ndarray] = {}
-        from .sampling import tpe
+        from .sampling_base import tpe
 
         self._fallback = tpe(seed, n_startup)
 
@@ -99,18 +102,18 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
             .sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
-        self._proposals.pop(trial._trial_id, None)
+        self._proposals.pop(ota.trial_id(trial), None)
 
     # -- the proposal --------------------------------------------------------------------
     def _rng(self, number: int, *parts: Any) -> np.random.Generator:
-        from .sampling import mix_seed
+        from .sampling_base import mix_seed
 
         return np.random.default_rng(mix_seed(self.seed, number, *parts))
 
     def _proposal(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-        if trial._trial_id not in self._proposals:
-            self._proposals[trial._trial_id] = self._propose(study, trial)
-        return self._proposals[trial._trial_id]
+        if ota.trial_id(trial) not in self._proposals:
+            self._proposals[ota.trial_id(trial)] = self._propose(study, trial)
+        return self._proposals[ota.trial_id(trial)]
 
     def _objectives(self, study: optuna.Study) -> list[str]:
         names = study.user_attrs.get("objectives")
@@ -139,7 +142,8 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
 
         pts = to_minimisation([t.values for t in complete], [d.name.lower() for d in directions])
         front = [complete[i] for i in np.flatnonzero(pareto_mask(pts))]
-        out, keys = [], set(seen)
+        out: list[Any] = []
+        keys = set(seen)
         for i in range(self.n_candidates * 3):
             if len(out) >= self.n_candidates:
                 break
@@ -170,7 +174,6 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
         own choice only, so the sum is exact and a candidate costs no build once its layer
         choices have been seen.
         """
-        import dataclasses
 
         skel = (arch.input_shape, arch.num_classes, repr(arch.stem), repr(arch.head),
                 tuple((l.out_channels, l.stride) for l in arch.layers))
@@ -184,7 +187,7 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
             k = (skel, i, layer)
             if k not in self._layer_cost:
                 layers = ref.layers[:i] + (layer,) + ref.layers[i + 1:]
-                self._layer_cost[k] = self._cost(dataclasses.replace(ref, layers=layers)) - base
+                self._layer_cost[k] = self._cost(ref.with_layers(layers)) - base
             total += self._layer_cost[k]
         return total
 
@@ -302,8 +305,8 @@ def _gain_any(front: np.ndarray, ref: np.ndarray, neg_acc: np.ndarray, cost: np.
 
 def _accuracy_targets(rows: list[FrozenTrial], complete: list[FrozenTrial], acc_i: int) -> tuple[list, list]:
     """(trials, accuracy) to fit on: completed ones, and pruned ones corrected to the last epoch."""
-    curves = [t.user_attrs.get("acc_epochs") for t in complete]
-    curves = [c for c in curves if isinstance(c, list) and c]
+    raw = [t.user_attrs.get("acc_epochs") for t in complete]
+    curves: list[list[float]] = [c for c in raw if isinstance(c, list) and c]
     n_ep = max((len(c) for c in curves), default=0)
     gain = {}
     for e in range(1, n_ep):

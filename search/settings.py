@@ -5,6 +5,11 @@ the objectives are stored once, at its top level, and handed to ``Settings`` whe
 Thread counts are explicit: ``threads`` for the latency measurement, ``train_threads`` for the
 training (None: the backend gives each trial its share of the cores); both are set for the call
 that uses them and restored afterwards (``evaluators.train_proxy.train``, ``evaluators.latency``).
+Latency (issue 12): ``latency_shape`` (C, H, W) the nets are timed at (None: the data's own
+size, as in runs made before it existed), ``runtime`` (``torch`` | ``onnxruntime``) and
+``latency`` (``measured``, the figures of record, or ``predicted`` by
+``evaluators.latency_model.predict_latency``, for cheap screening). Values are checked when
+built (``ValueError`` naming the field), so a broken config.json fails on load.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from typing import Any, Mapping
 
 from .objectives import directions
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "RUNTIMES", "LATENCY_MODES"]
+
+RUNTIMES = ("torch", "onnxruntime")
+LATENCY_MODES = ("measured", "predicted")
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,9 @@ class Settings:
     latency_batch: int = 1
     threads: int = 1
     latency_seconds: float = 1.0
+    latency_shape: tuple[int, int, int] | None = None
+    runtime: str = "torch"
+    latency: str = "measured"
     train_threads: int | None = None
     seed: int = 0
     prune: bool = True
@@ -43,9 +54,22 @@ class Settings:
     zero_cost_batch: int = 64
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.latency not in LATENCY_MODES:
+            raise ValueError(f"latency must be one of {', '.join(LATENCY_MODES)}, got {self.latency!r}")
+        shape = self.latency_shape
+        if shape is not None:
+            if not (isinstance(shape, (tuple, list)) and len(shape) == 3
+                    and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+                raise ValueError(f"latency_shape must be (C, H, W) positive integers, got {shape!r}")
+            object.__setattr__(self, "latency_shape", tuple(shape))
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["objectives"] = list(self.objectives)
+        d["latency_shape"] = list(self.latency_shape) if self.latency_shape else None
         return d
 
     @classmethod

@@ -1,7 +1,7 @@
 """The study layer, shared by ``search.run`` and both backends: one Optuna study per run.
 
 Creation and loading (``create_study`` / ``load_study``, the sampler from
-``search.samplers.make_sampler``), the baselines (``enqueue_baselines``: the space's
+``search.sampling.make_sampler``), the baselines (``enqueue_baselines``: the space's
 hand-designed networks, enqueued first and labelled ``baseline=<name>``), the budget
 (``budget_used``: running trials plus finished ones not interrupted), re-queueing an
 interrupted trial (``requeue``: same parameters, ``retry_of``) and stale-trial recovery
@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import optuna_adapter as ota
 from .config import RunConfig
-from .samplers import make_sampler
+from .sampling import make_sampler
 
 __all__ = ["sampler_for", "create_study", "load_study", "enqueue_baselines", "budget_used", "requeue",
            "recover_stale", "worker_tag", "space_of", "cores_per_worker"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from .rundata import RunData, dominated_baselines, tie_groups
 
-__all__ = ["front_table"]
+__all__ = ["front_table", "latency_note"]
 
 
 def _fmt_int(v: Any) -> str:
@@ -17,6 +17,19 @@ def _fmt_int(v: Any) -> str:
         if abs(v) >= div:
             return f"{v / div:.2f}{unit}"
     return f"{v:.0f}"
+
+
+def latency_note(data: RunData) -> str:
+    """Which input shape and runtime the latency column is for, and whether it was re-timed."""
+    rt = data.retimed
+    if rt:
+        shape = "x".join(str(v) for v in rt.get("input_shape") or [])
+        return (f"latency: ms at {shape} on {rt.get('runtime')}, batch {rt.get('batch')}, {rt.get('threads')} "
+                "thread(s); front and baselines re-timed together in one interleaved round at the end")
+    a = data.front[0]["attrs"] if data.front else {}
+    shape = "x".join(str(v) for v in a.get("latency_shape") or []) or "the data's size"
+    return (f"latency: ms at {shape} on {a.get('latency_runtime') or 'torch'} "
+            f"({a.get('latency_source') or 'measured'}, per trial)")
 
 
 def front_table(data: RunData) -> str:
@@ -38,6 +51,7 @@ def front_table(data: RunData) -> str:
         dom = ", ".join(dominated_baselines(data, r)) or "-"
         lines.append(f"{r['number']:>5}  {acc:>8.4f}  {lat_s:>15}  {_fmt_int(a.get('params')):>8}  "
                      f"{_fmt_int(a.get('macs')):>8}  {tie:>3}  {dom}{name}{knee}")
+    lines.append(latency_note(data))
     if ties:
         lines.append("~N: latencies differ by less than their measured spread (IQR): a tie, no order claimed")
     if data.hv is not None:

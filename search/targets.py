@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from .cli_errors import CliError
+from .objectives import directions
 from .pareto import pareto_mask, to_minimisation
+from .settings import RUNTIMES
 
-__all__ = ["TARGETS_FILE", "target_name", "load_targets", "save_targets", "merge_targets", "run_values",
+__all__ = ["RUNTIMES", "TARGETS_FILE", "target_name", "load_targets", "save_targets", "merge_targets", "run_values",
            "front_on_target", "stable_members", "fronts"]
 
 TARGETS_FILE = "targets.json"
-DIRECTIONS = {"accuracy": "maximize", "latency": "minimize", "params": "minimize", "macs": "minimize"}
-RUNTIMES = ("torch", "onnxruntime")
 
 
 def target_name(runtime: str, device: str, threads: int, batch: int) -> str:
@@ -155,7 +155,7 @@ def fronts(run_dir: str | Path) -> dict[str, list[int]]:
         if not numbers:
             out[name] = []
             continue
-        mask = pareto_mask(to_minimisation(rows, [DIRECTIONS[o] for o in objs]))
+        mask = pareto_mask(to_minimisation(rows, directions(objs)))
         out[name] = sorted(n for n, keep in zip(numbers, mask) if keep)
     return out
 

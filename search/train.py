@@ -258,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     weights = out / "weights.pt"
     torch.save(final.state_dict(), weights)
     save_arch(arch, out / "arch.json")
-    exporter = export_onnx(final, shape, out / "model.onnx")
+    from spaces import inference_model
+
+    exporter = export_onnx(inference_model(final), shape, out / "model.onnx")  # the form a user ships
     parity = check_parity(final, out / "model.onnx", shape)
     print(f"ONNX parity with onnxruntime: max |diff| {parity.max_abs_diff:.2e} "
           f"(atol {parity.atol}, rtol {parity.rtol}, batches {list(parity.batches)})", flush=True)
