@@ -1,0 +1,100 @@
+"""Do a run's "dominates baseline X" claims survive longer training?
+
+    python bench/front_transfer.py RUN [--epochs 10] [--data-limit N] [--threads 2]
+
+Reads the run folder (``search.runfolder.load_run``), takes its front (completed trials,
+accuracy up, latency down) and its baselines, and lists every claim "front member M
+dominates baseline B". Then trains every member and every baseline of a claim again, from
+the same initialisation, for ``--epochs`` with the trainer of ``search.train``
+(``evaluators.train_proxy.train``: one-cycle SGD), and scores them on the held-out TEST split.
+Latency does not depend on the weights, so the run's measured latencies are kept. A claim
+holds when M's long-training accuracy is at least B's (its latency was already no higher).
+Target (issue 14): >= 80 % of the claims hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+
+def claims(trials: list) -> tuple[list, dict, list[tuple[int, str]]]:
+    """(front trials, {baseline name: trial}, [(member number, baseline name)])."""
+    from search.pareto import pareto_mask
+
+    done = [t for t in trials if t.state.name == "COMPLETE" and t.values is not None]
+    pts = np.array([(-t.values[0], t.values[1]) for t in done])
+    front = [done[i] for i in np.flatnonzero(pareto_mask(pts))]
+    base = {t.user_attrs["baseline"]: t for t in done if t.user_attrs.get("baseline")}
+    out = []
+    for m in front:
+        for name, b in base.items():
+            if m.number == b.number:
+                continue
+            a = (-m.values[0], m.values[1])
+            c = (-b.values[0], b.values[1])
+            if a[0] <= c[0] and a[1] <= c[1] and a != c:
+                out.append((m.number, name))
+    return front, base, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--data-limit", type=int, default=None, help="default: the run's own")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None, help="write the figures to this JSON file")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from evaluators.data import load_data
+    from evaluators.train_proxy import TrainingDiverged, train
+    from search.objective import Settings
+    from search.runfolder import load_run
+    from spaces import build_model
+    from spaces.arch import Arch
+
+    torch.set_num_threads(args.threads)
+    _, study, config = load_run(Path(args.run))
+    settings = Settings.from_dict(config["settings"])
+    if list(settings.objectives[:2]) != ["accuracy", "latency"]:
+        sys.exit("error: front_transfer needs a run whose objectives start with accuracy,latency")
+    front, base, pairs = claims(study.get_trials(deepcopy=False))
+    if not pairs:
+        print(f"the front ({len(front)} members) dominates no baseline: no claim to check")
+        return
+    data = load_data(settings.data, settings.data_dir, seed=settings.seed,
+                     limit=args.data_limit if args.data_limit is not None else settings.data_limit)
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    needed = sorted({m for m, _ in pairs} | {base[b].number for _, b in pairs})
+    print(f"{len(pairs)} claims, {len(needed)} archs to train for {args.epochs} epochs on {data.describe()}")
+    long_acc: dict[int, float] = {}
+    for n in needed:
+        arch = Arch.from_json(by_number[n].user_attrs["arch"])
+        try:
+            long_acc[n] = train(build_model(arch, seed=settings.seed), data, args.epochs, split="test",
+                                seed=settings.seed).accuracy
+        except TrainingDiverged:
+            long_acc[n] = 0.0
+        print(f"  trial {n}: search accuracy {by_number[n].values[0]:.4f} -> {args.epochs}-epoch test "
+              f"accuracy {long_acc[n]:.4f}", flush=True)
+    held = [(m, b) for m, b in pairs if long_acc[m] >= long_acc[base[b].number]]
+    for m, b in pairs:
+        ok = "holds" if (m, b) in held else "FAILS"
+        print(f"trial {m} dominates {b}: {ok} ({long_acc[m]:.4f} vs {long_acc[base[b].number]:.4f})")
+    share = len(held) / len(pairs)
+    print(f"\nclaims that hold after {args.epochs} epochs: {len(held)}/{len(pairs)} = {share:.0%}  (target >= 80 %)")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"pairs": pairs, "held": held, "long_acc": long_acc}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
