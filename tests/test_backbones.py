@@ -32,7 +32,7 @@ PAPER = [
     ("shufflenet_v1", {"groups": 3}, IMAGENET, 1000, None, "140", "Table 2: 1x g=3 140 M"),
     ("shufflenet_v1", {"groups": 4}, IMAGENET, 1000, None, "137", "Table 2: 1x g=4 137 M"),
     ("shufflenet_v2", {}, IMAGENET, 1000, "2.3", "146", "Ma et al. ECCV 2018 Table 5: 1x 146 M, 2.3 M"),
-    ("mobilefacenet", {}, (3, 112, 112), 128, "0.99", "221", "Chen et al. CCBR 2018 Table 3: 0.99 M, 221 M"),
+    ("mobilefacenet", {}, (3, 112, 112), 128, "0.99", "221", "Chen et al. CCBR 2018 (MobileFaceNets): 0.99 M, 221 M"),
 ]
 
 
