@@ -8,7 +8,7 @@
   bottleneck, identity shortcut when the shape is kept), a 1x1 conv to 1280, dropout 0.2.
   ``width`` scales channels to multiples of 8 (1280 only grows).
 
-- ``mobilefacenet`` (Chen et al., CCBR 2018, Table 1; 0.99 M params and 221 M MAdds at
+- ``mobilefacenet`` (Chen et al., CCBR 2018: layout in Table 1; 0.99 M params and 221 M MAdds at
   3x112x112 with a 128-d embedding): 3x3 stride-2 stem and a depthwise 3x3 (64), PReLU
   bottlenecks (t, c, n, s) = (2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2),
   (2, 128, 2, 1), a 1x1 conv to 512, the GDC head (7x7 depthwise + BN); the paper's linear 1x1

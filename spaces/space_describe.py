@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 from .choice_tree import fmt as _fmt
-from .labels import block_summary
+from .arch import LayerSpec
+from .labels import block_summary, layer_label
 
 __all__ = ["describe_space"]
 
@@ -58,6 +59,7 @@ def _summarise(opts: list[Option], multi: bool) -> list[str]:
                 vals = keys.setdefault(k, [])
                 if _fmt(v) not in vals:
                     vals.append(_fmt(v))
-        body = " ".join(f"{k}={','.join(v)}" for k, v in keys.items()) or "-"
+        body = " ".join(f"{k}={','.join(v)}" for k, v in keys.items()) or ", ".join(
+            layer_label(LayerSpec(o.layer.op, 1, o.layer.kernel_size, params=o.layer.params)) for o in group)
         rows.append((f"{fam} ({len(group)}): " if multi else "") + body)
     return rows

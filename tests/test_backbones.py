@@ -32,7 +32,7 @@ PAPER = [
     ("shufflenet_v1", {"groups": 3}, IMAGENET, 1000, None, "140", "Table 2: 1x g=3 140 M"),
     ("shufflenet_v1", {"groups": 4}, IMAGENET, 1000, None, "137", "Table 2: 1x g=4 137 M"),
     ("shufflenet_v2", {}, IMAGENET, 1000, "2.3", "146", "Ma et al. ECCV 2018 Table 5: 1x 146 M, 2.3 M"),
-    ("mobilefacenet", {}, (3, 112, 112), 128, "0.99", "221", "Chen et al. CCBR 2018 Table 3: 0.99 M, 221 M"),
+    ("mobilefacenet", {}, (3, 112, 112), 128, "0.99", "221", "Chen et al. CCBR 2018 (MobileFaceNets): 0.99 M, 221 M"),
 ]
 
 
@@ -104,3 +104,22 @@ def test_widths_and_options():
         get_backbone("shufflenet_v1", grops=3)
     with pytest.raises(ValueError, match="groups"):
         get_backbone("shufflenet_v1", groups=5)
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v1", "shufflenet_v2", "mobilefacenet", "resnet20"])
+def test_blocks_export_to_onnx_with_parity(name):
+    """Split, concat, the average-pooled shortcut, shuffles, PReLU and GDC export and agree under onnxruntime."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    model = build_model(get_backbone(name, (3, 32, 32), 10)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, x, buf, input_names=["x"], output_names=["y"], dynamo=False)
+    y = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(y), model(x), atol=1e-4)

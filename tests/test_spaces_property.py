@@ -83,6 +83,8 @@ def test_shapes_line_up(cin, cout, stride, hw, data):
 # -- (space, backbone) pairs -----------------------------------------------------------
 from functools import lru_cache  # noqa: E402
 
+import pytest  # noqa: E402
+
 from spaces import BACKBONES, Arch, build_model, get_space  # noqa: E402
 from spaces.catalog import SPACES  # noqa: E402
 
@@ -106,6 +108,22 @@ class _DrawTrial:
 @settings(max_examples=30, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no slow shrink
 @given(st.sampled_from(sorted(SPACES)), st.sampled_from(sorted(BACKBONES)), st.data())
 def test_space_backbone_pairs_sample_valid_networks(name, backbone, data):
+    """Random pairs in the default suite; every pair in ``test_every_space_backbone_pair`` (slow)."""
+    _check_pair(name, backbone, data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_every_space_backbone_pair(name, backbone):
+    @settings(max_examples=5, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    @given(st.data())
+    def run(data):
+        _check_pair(name, backbone, data)
+    run()
+
+
+def _check_pair(name: str, backbone: str, data) -> None:
     space = _space(name, backbone)
     trial = _DrawTrial(data)
     arch = space.sample(trial)
