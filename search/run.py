@@ -213,9 +213,11 @@ def _new_run(args: argparse.Namespace) -> tuple[Path, dict[str, Any], Any]:
 
 def _resume(args: argparse.Namespace, explicit: set[str]) -> tuple[Path, dict[str, Any], Any]:
     from .backends.optuna_backend import recover_stale
-    from .runfolder import load_run, write_config
+    from .runfolder import CONFIG, load_run, write_config
+    from .safe_files import require_keys
 
-    run_dir, study, config = load_run(_resume_dir(args))
+    run_dir, study, config = load_run(_resume_dir(args), repair=True)   # a torn journal is repaired first
+    require_keys(config, run_dir / CONFIG)
     if "trials" in explicit:
         config["trials"] = args.trials
         config["total_trials"] = args.trials + len(config.get("baselines", []))
@@ -260,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"run folder {run_dir}  (space {config['space']}/{config['backbone']}, sampler {config['sampler']}, "
           f"{config['total_trials']} trials incl. {len(config.get('baselines', []))} baselines, "
           f"{config.get('workers', 1)} worker(s))", flush=True)
+    from .run_state import mark_started, mark_stopped
+
+    mark_started(run_dir)                           # removed below; left behind, it says the run was killed
     if backend == "ray":
         from .backends.ray_backend import run_search as run_ray
 
@@ -273,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _, study, config = load_run(run_dir)
     data = write_outputs(run_dir, study, config)
+    mark_stopped(run_dir)
     print(front_table(data))
     print(f"\nrun folder: {run_dir}  (report: python -m search.report {run_dir}; "
           f"export: python -m search.export {run_dir} --pick knee --out best.json)")

@@ -51,8 +51,9 @@ def storage_spec(run_dir: Path, storage: str | None) -> str:
     return storage
 
 
-def open_storage(spec: str, run_dir: Path | None = None, must_exist: bool = False) -> Any:
-    """An Optuna storage for ``spec``: a URL (``sqlite:///...``, ``postgresql://...``) or a journal file."""
+def open_storage(spec: str, run_dir: Path | None = None, must_exist: bool = False, repair: bool | None = None) -> Any:
+    """An Optuna storage for ``spec``: a URL (``sqlite:///...``, ``postgresql://...``) or a journal file.
+    ``repair`` True/False: an existing journal is checked first (``search.journal_repair``)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -70,6 +71,9 @@ def open_storage(spec: str, run_dir: Path | None = None, must_exist: bool = Fals
         raise CliError(f"{path.parent} holds no study: {path.name} not found")
     if not path.parent.is_dir():
         raise CliError(f"cannot open storage {spec!r}: folder {path.parent} does not exist")
+    if repair is not None and path.is_file():
+        from .journal_repair import open_journal
+        return open_journal(path, repair_it=repair, run_hint=str(run_dir or path.parent))
     return JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -117,17 +121,14 @@ def write_config(run_dir: Path, config: dict[str, Any]) -> None:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / CONFIG
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, json.JSONDecodeError) as err:
-        raise CliError(f"cannot read {path}: {err}") from None
+    from .safe_files import read_config as read_checked
+    return read_checked(run_dir / CONFIG, DIRECTIONS) or {}
 
 
-def load_run(run: str | Path) -> tuple[Path, Any, dict[str, Any]]:
-    """(run folder, Optuna study, config) of an existing run; ``CliError`` if there is none."""
+def load_run(run: str | Path, repair: bool = False) -> tuple[Path, Any, dict[str, Any]]:
+    """(run folder, Optuna study, config) of an existing run; ``CliError`` if there is none.
+    A damaged journal is repaired (``repair``) or read for its whole records; broken derived
+    files are rebuilt (``search.safe_files``)."""
     import optuna
 
     run_dir = Path(run)
@@ -137,7 +138,7 @@ def load_run(run: str | Path) -> tuple[Path, Any, dict[str, Any]]:
     spec = config.get("storage", JOURNAL)
     if "://" not in spec and not (run_dir / spec).is_file() and not Path(spec).is_file():
         raise CliError(f"{run_dir} holds no study (no {JOURNAL} and no storage in {CONFIG})")
-    storage = open_storage(spec, run_dir)
+    storage = open_storage(spec, run_dir, repair=repair)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     name = config.get("study_name") or (names[0] if len(names) == 1 else None)
     if name is None or name not in names:
@@ -146,6 +147,8 @@ def load_run(run: str | Path) -> tuple[Path, Any, dict[str, Any]]:
     study = optuna.load_study(study_name=name, storage=storage)
     if not config:
         config = dict(study.user_attrs.get("config", {}))
+    from .safe_files import rebuild_derived
+    rebuild_derived(run_dir, lambda: write_outputs(run_dir, study, config))
     return run_dir, study, config
 
 
@@ -362,22 +365,24 @@ def pareto_document(data: RunData) -> dict[str, Any]:
 def write_outputs(run_dir: Path, study: Any, config: dict[str, Any], target: str | None = None) -> RunData:
     """(Re)write every derived file of the run folder from the study; returns the data."""
     from . import plots
+    from .safe_files import atomic_path, atomic_write_text
 
     data = collect(study, config, target=target, run_dir=run_dir)
     suffix = f"-{target}" if target else ""
-    if not target:
-        write_trials_csv(run_dir / "trials.csv", data)
-    (run_dir / f"pareto{suffix}.json").write_text(json.dumps(pareto_document(data), indent=2, default=str) + "\n")
     title = f"{config.get('space', '')} / {config.get('backbone', '')}" + (f" on {target}" if target else "")
-    plots.pareto_png(run_dir / f"pareto{suffix}.png", data, title)
-    plots.pareto_html(run_dir / f"pareto{suffix}.html", data, title)
+    writers = [(f"pareto{suffix}.png", lambda p: plots.pareto_png(p, data, title)),
+               (f"pareto{suffix}.html", lambda p: plots.pareto_html(p, data, title))]
     if not target:
-        plots.hypervolume_png(run_dir / "hypervolume.png", data)
-        plots.layers_png(run_dir / "layers.png", data)
-        if data.knee is not None and data.knee["arch"]:
-            (run_dir / "best").mkdir(exist_ok=True)
-            (run_dir / "best" / "arch.json").write_text(
-                json.dumps(json.loads(data.knee["arch"]), indent=2, sort_keys=True) + "\n")
+        writers += [("trials.csv", lambda p: write_trials_csv(p, data)),
+                    ("hypervolume.png", lambda p: plots.hypervolume_png(p, data)),
+                    ("layers.png", lambda p: plots.layers_png(p, data))]
+    atomic_write_text(run_dir / f"pareto{suffix}.json", json.dumps(pareto_document(data), indent=2, default=str) + "\n")
+    for name, write in writers:   # each to a temporary file, then moved into place: never half a file
+        with atomic_path(run_dir / name) as tmp:
+            write(tmp)
+    if not target and data.knee is not None and data.knee["arch"]:
+        atomic_write_text(run_dir / "best" / "arch.json",
+                          json.dumps(json.loads(data.knee["arch"]), indent=2, sort_keys=True) + "\n")
     return data
 
 
