@@ -168,6 +168,21 @@ def _completes(journal: Path) -> int:
     return journal.read_bytes().count(b'"state":1') if journal.is_file() else 0
 
 
+def test_report_reads_the_run_state_marker(base: Path, tmp_path: Path) -> None:
+    """The marker of a search whose process is gone means it was killed; a live one, in progress."""
+    import socket
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run_dir = copy_run(base, tmp_path / "r")
+    marker = run_dir / f".running-{socket.gethostname()}-{gone.pid}.json"
+    marker.write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": "earlier"}))
+    fine(cmd("search.report", str(run_dir)), "this run was killed", f"--resume {run_dir}")
+    marker.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    fine(cmd("search.report", str(run_dir)), "still in progress")
+
+
+@pytest.mark.slow
 def test_report_says_a_killed_run_was_killed(tmp_path: Path) -> None:
     proc = _start(tmp_path, "--trials", "4")
     try:
@@ -226,11 +241,13 @@ def _workers_test(tmp_path: Path, sig: int) -> None:
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 @elsewhere("processes", "i13")
 def test_sigkill_of_the_main_process_stops_its_workers(tmp_path: Path) -> None:
     _workers_test(tmp_path, signal.SIGKILL)
 
 
+@pytest.mark.slow
 @elsewhere("processes", "i13")
 def test_sigint_of_the_main_process_stops_its_workers(tmp_path: Path) -> None:
     _workers_test(tmp_path, signal.SIGINT)
