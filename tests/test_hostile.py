@@ -273,9 +273,10 @@ def test_bad_option(args: list[str], words: tuple[str, ...], tmp_path: Path, req
 
 
 @elsewhere("option validation", "i13")
-@pytest.mark.parametrize("name", ["../x", "/tmp/x", "a/b", ".."])
+@pytest.mark.parametrize("name", ["../x", "ABSOLUTE", "a/b", ".."])
 def test_name_is_a_plain_name(name: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
+    name = str(tmp_path / "x") if name == "ABSOLUTE" else name     # outside --out, inside the test's folder
     refused(cmd("search.run", "--space", "groups", "--no-baselines", "--proxy", "synflow", "--trials", "1", *TINY,
                 "--out", str(out), "--name", name, timeout=90), "--name")
     assert not (tmp_path / "x").exists()
