@@ -17,7 +17,7 @@ gives a storage over a journal: repaired, or a read-only view of its whole recor
 Cost: one pass over the file, O(bytes), plus one replay of its records.
 
 The Optuna-private details used (the replay class, the record opening ``{"op_code":``) are in
-the ``_optuna_*`` helpers below and nowhere else.
+``search.optuna_adapter`` (``journal_replayer``, ``JOURNAL_RECORD_START``), pinned by its tests.
 """
 
 from __future__ import annotations
@@ -32,33 +32,15 @@ from typing import Any, Callable, Iterator
 
 from optuna.storages.journal import BaseJournalBackend
 
+from .optuna_adapter import JOURNAL_RECORD_START, journal_replayer
+
 __all__ = ["Dropped", "JournalCheck", "scan", "check", "repair", "open_journal", "BACKUP_INFIX"]
 
 BACKUP_INFIX = ".damaged-"
 LOCK_GRACE_S = 5        # a live append holds the lock for milliseconds; an older lock is a killed writer's
 
 
-# ----------------------------------------------------------------------------- Optuna-private details
-
-#: How every record Optuna's journal writes begins (``_write_log`` puts op_code first).
-_OPTUNA_RECORD_START = b'{"op_code":'
-
-
-def _optuna_replayer() -> Callable[[dict[str, Any]], None]:
-    """``apply(record)``: replays one record as Optuna's reader does; raises if Optuna would."""
-    try:
-        from optuna.storages.journal._storage import JournalStorageReplayResult
-    except ImportError:  # pragma: no cover - a future Optuna without it: check the shape only
-        def apply_shape(record: dict[str, Any]) -> None:
-            if not isinstance(record.get("op_code"), int) or not isinstance(record.get("worker_id"), str):
-                raise ValueError("no op_code / worker_id")
-        return apply_shape
-    replay = JournalStorageReplayResult("journal-repair-check-")  # never one of the file's workers
-
-    def apply(record: dict[str, Any]) -> None:
-        replay.apply_logs([record])
-    return apply
-
+# ----------------------------------------------------------------------------- the journal's lock
 
 def _optuna_file_lock(path: Path) -> Any:
     """The lock Optuna's ``JournalFileBackend`` takes by default for each append."""
@@ -147,7 +129,7 @@ def _record(text: bytes, apply: Callable[[dict[str, Any]], None]) -> str | None:
 def scan(data: bytes, path: Path | str = "<journal>") -> tuple[JournalCheck, list[bytes]]:
     """(what was found, the kept records as lines ending in ``\\n``) for the bytes of a journal."""
     result = JournalCheck(Path(path))
-    apply = _optuna_replayer()
+    apply = journal_replayer()
     kept: list[bytes] = []
     for number, (offset, line, had_newline) in enumerate(_lines(data), start=1):
         why = _record(line, apply)
@@ -171,11 +153,11 @@ def scan(data: bytes, path: Path | str = "<journal>") -> tuple[JournalCheck, lis
 
 def _glued(line: bytes, apply: Callable[[dict[str, Any]], None]) -> int | None:
     """Offset of a whole record that ends ``line`` and starts after its first byte, if any."""
-    at = line.find(_OPTUNA_RECORD_START, 1)
+    at = line.find(JOURNAL_RECORD_START, 1)
     while at > 0:
         if _record(line[at:], apply) is None:
             return at
-        at = line.find(_OPTUNA_RECORD_START, at + 1)
+        at = line.find(JOURNAL_RECORD_START, at + 1)
     return None
 
 

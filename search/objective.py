@@ -10,7 +10,7 @@ deployed (learned ops: after condensing) -> figures.
 figures gathered so far travel with the exception. Nothing here imports Optuna, so the Optuna
 and the Ray backends share it.
 
-Objectives (``OBJECTIVES``): accuracy (maximise; the validation accuracy of the short
+Objectives (``search.objectives.OBJECTIVES``): accuracy (maximise; the validation accuracy of the short
 training, or the zero-cost score with ``--proxy NAME``), latency (median ms of a forward at
 ``latency_batch``, minimise), params and macs (minimise; multiply-adds of one example, the
 unit papers call FLOPs).
@@ -18,85 +18,17 @@ unit papers call FLOPs).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
+from .objectives import values as objective_values
 from .pruning import Pruned
+from .settings import Settings
 
-__all__ = ["Settings", "OBJECTIVES", "evaluate_arch", "objective_values", "get_data",
-           "constraint_violation", "FAIL_ENV", "SLEEP_ENV", "test_hooks", "PROXIES"]
-
-#: name -> (Optuna direction, key in the figures dict)
-OBJECTIVES: dict[str, tuple[str, str]] = {
-    "accuracy": ("maximize", "accuracy"),
-    "latency": ("minimize", "latency_ms"),
-    "params": ("minimize", "params"),
-    "macs": ("minimize", "macs"),
-}
-
-#: test hooks: comma-separated trial numbers that raise on purpose; seconds to sleep per trial
-FAIL_ENV = "GROUPNAS_FAIL_TRIALS"
-SLEEP_ENV = "GROUPNAS_TRIAL_SLEEP"
-
-
-def _proxies() -> tuple[str, ...]:
-    from evaluators.zero_cost import SCORES
-
-    return ("train", *SCORES)
-
-
-PROXIES = _proxies
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a trial needs; JSON-able (``to_dict``/``from_dict``) for config.json."""
-
-    space: str = "igc"
-    backbone: str = "small"
-    data: str = "digits"
-    data_dir: str | None = None
-    data_limit: int | None = None
-    proxy: str = "train"
-    epochs: int = 3
-    lr: float = 0.1
-    batch_size: int = 64
-    objectives: tuple[str, ...] = ("accuracy", "latency")
-    max_params: int | None = None
-    max_macs: int | None = None
-    max_latency_ms: float | None = None
-    latency_batch: int = 1
-    threads: int = 1
-    latency_seconds: float = 1.0
-    train_threads: int | None = None
-    seed: int = 0
-    prune: bool = True
-    prune_margin: float = 0.01
-    zero_cost_batch: int = 64
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["objectives"] = list(self.objectives)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Settings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        if "objectives" in kwargs:
-            kwargs["objectives"] = tuple(kwargs["objectives"])
-        return cls(**kwargs)
-
-    @property
-    def directions(self) -> list[str]:
-        return [OBJECTIVES[o][0] for o in self.objectives]
+__all__ = ["Settings", "evaluate_arch", "objective_values", "get_data", "constraint_violation"]
 
 
 _DATA_CACHE: dict[tuple, Any] = {}
@@ -121,21 +53,6 @@ def constraint_violation(figures: dict[str, Any], settings: Settings) -> str | N
         if limit is not None and key in figures and figures[key] > limit:
             return f"constraint: {key} {figures[key]:.6g} > {flag} {limit:.6g}"
     return None
-
-
-def objective_values(figures: dict[str, Any], objectives: tuple[str, ...] | list[str]) -> list[float]:
-    """The objective vector (Optuna's order and directions) from a figures dict."""
-    return [float(figures[OBJECTIVES[o][1]]) for o in objectives]
-
-
-def test_hooks(trial_number: int) -> None:
-    """Deliberate failure / slowness for tests (``$GROUPNAS_FAIL_TRIALS``, ``$GROUPNAS_TRIAL_SLEEP``)."""
-    sleep = os.environ.get(SLEEP_ENV)
-    if sleep:
-        time.sleep(float(sleep))
-    fail = os.environ.get(FAIL_ENV, "")
-    if fail and str(trial_number) in [s.strip() for s in fail.split(",")]:
-        raise RuntimeError(f"deliberate failure of trial {trial_number} (${FAIL_ENV})")
 
 
 def _emit(report: Callable[[str, dict[str, Any]], None] | None, stage: str, figures: dict[str, Any]) -> None:

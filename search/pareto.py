@@ -118,7 +118,7 @@ def _hv3(p: np.ndarray, ref: np.ndarray) -> float:
     return float(volume)
 
 
-def hypervolume(points: np.ndarray | Sequence[Sequence[float]], ref: Sequence[float]) -> float:
+def hypervolume(points: np.ndarray | Sequence[Sequence[float]], ref: np.ndarray | Sequence[float]) -> float:
     """Hypervolume of ``points`` (minimisation) bounded by ``ref``; 2 or 3 objectives."""
     p = _points(points)
     r = np.asarray(ref, dtype=float)
@@ -148,7 +148,8 @@ def reference_point(points: np.ndarray | Sequence[Sequence[float]], margin: floa
     return ref
 
 
-def hypervolume_history(points: np.ndarray | Sequence[Sequence[float]], ref: Sequence[float]) -> np.ndarray:
+def hypervolume_history(points: np.ndarray | Sequence[Sequence[float]],
+                        ref: np.ndarray | Sequence[float]) -> np.ndarray:
     """Hypervolume of the first ``i + 1`` points, for every ``i`` (front kept incrementally)."""
     p = _points(points)
     out = np.zeros(len(p))

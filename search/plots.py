@@ -1,10 +1,11 @@
 """Plots of a run: Pareto scatter (PNG and hover-able HTML), hypervolume over trials, layer map.
 
-Each plot reads a ``runfolder.RunData`` (all checks done there) and only draws. The scatter
+Each plot reads a ``rundata.RunData`` (all checks done there) and only draws. The scatter
 is accuracy (up) against the first cost objective (latency when searched): dominated trials
 grey, the front in red joined as a staircase, baselines as black crosses labelled by name,
 the knee as a star, pruned trials (cost known, no final accuracy) as ticks on the cost axis;
-the cost axis is logarithmic for params and MACs, and for latency when it spans over 5x. With three or more objectives the front is the full multi-objective front
+the cost axis is logarithmic for params and MACs, and for latency when it spans over 5x.
+With three or more objectives the front is the full multi-objective front
 seen in two of them (members can then look dominated in the picture).
 """
 
@@ -53,7 +54,7 @@ def _label_points(ax: Any, fig: Any, names: Sequence[str], xs: np.ndarray, ys: n
     placed: list[Any] = []
     for i in np.argsort(xs, kind="stable"):
         ann = None
-        for k, (dx, dy) in enumerate(_OFFSETS):
+        for dx, dy in _OFFSETS:
             if ann is not None:
                 ann.remove()
             far = abs(dy) > 20
@@ -164,7 +165,7 @@ def pareto_html(path: Path, data: Any, title: str = "") -> None:
 
 
 def hypervolume_png(path: Path, data: Any) -> None:
-    from .runfolder import hv_history
+    from .rundata import hv_history
 
     numbers, hv = hv_history(data)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
@@ -177,7 +178,7 @@ def hypervolume_png(path: Path, data: Any) -> None:
         if base and max(base) < last:
             ax.axvline(max(base) + 0.5, c="0.5", ls="--", lw=0.8, label=f"baselines done ({len(set(base))})")
         ax.legend(fontsize=8, loc="lower right")
-    ref = ", ".join(f"{o} {abs(v) if o == 'accuracy' else v:.3g}" for o, v in zip(data.objectives, data.ref or []))
+    ref = ", ".join(f"{o} {v:.3g}" for o, v in zip(data.objectives, data.natural(data.ref or [])))
     ax.set_xlabel("trial number (dots: completed trials)")
     ax.set_ylabel("hypervolume")
     ax.set_title(f"hypervolume of the front (reference: {ref})" if numbers else "no completed trial", fontsize=9)

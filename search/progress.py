@@ -4,8 +4,9 @@
 
 "best acc" lists the front's members by their cost (at most five, spread over the front): the
 best accuracy reached at each cost, in the cost's own unit (``0.41ms`` for latency, ``12.3k
-params``, ``1.20M MACs``). The reference point of the hypervolume is accuracy 0
-and 1.1 x the slowest latency seen so far, so the figure can grow as slower trials arrive.
+params``, ``1.20M MACs``). The hypervolume's reference point follows the one rule of
+``search.objectives.reference`` (as the report does), over the trials seen so far, so the
+figure can grow as slower trials arrive.
 """
 
 from __future__ import annotations
@@ -16,22 +17,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .pareto import hypervolume, pareto_mask, reference_point, to_minimisation
+from .objectives import format_value, reference, to_min
+from .pareto import hypervolume, pareto_mask
 
 __all__ = ["Progress", "summarise", "format_eta", "format_cost"]
 
-DIRECTIONS = {"accuracy": "maximize", "latency": "minimize", "params": "minimize", "macs": "minimize"}
-
-
 def format_cost(objective: str, value: float) -> str:
     """A cost with its unit: ``0.413ms``, ``12.3k params``, ``1.2M MACs``."""
-    if objective == "latency":
-        return f"{value:.3g}ms"
-    unit = {"params": "params", "macs": "MACs"}.get(objective, objective)
-    for suffix, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(value) >= div:
-            return f"{value / div:.3g}{suffix} {unit}"
-    return f"{value:.0f} {unit}"
+    return format_value(objective, value)
 
 
 @dataclass
@@ -74,7 +67,8 @@ def format_eta(seconds: float) -> str:
 
 
 def summarise(trials: Sequence[Any], objectives: Sequence[str], total: int, workers: int = 1,
-              deadline: float | None = None, counted: Sequence[Any] | None = None) -> Progress:
+              deadline: float | None = None, counted: Sequence[Any] | None = None,
+              proxy: str = "train") -> Progress:
     """Progress of ``trials`` (Optuna FrozenTrials) towards ``total`` finished trials."""
     states = [t.state.name for t in trials]
     finished = [t for t in (counted if counted is not None else trials) if t.state.is_finished()]
@@ -83,12 +77,11 @@ def summarise(trials: Sequence[Any], objectives: Sequence[str], total: int, work
     hv = None
     if complete:
         vals = np.array([t.values for t in complete], dtype=float)
-        pts = to_minimisation(vals, [DIRECTIONS[o] for o in objectives])
+        pts = to_min(vals, objectives)
         mask = pareto_mask(pts)
         front = [tuple(v) for v in vals[mask]]
         if len(objectives) in (2, 3):
-            fixed = {list(objectives).index("accuracy"): 0.0} if "accuracy" in objectives else {}
-            hv = hypervolume(pts[mask], reference_point(pts, 0.1, fixed))
+            hv = hypervolume(pts[mask], reference(pts, objectives, proxy))
     durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in finished
                  if t.datetime_complete and t.datetime_start]
     eta = None

@@ -25,7 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["Pruned", "Member", "FrontPruner"]
+from .objectives import OBJECTIVES, to_min, values
+from .pareto import pareto_mask
+
+__all__ = ["Pruned", "Member", "FrontPruner", "front_of"]
 
 
 class Pruned(Exception):
@@ -37,7 +40,7 @@ class Pruned(Exception):
         self.figures: dict[str, Any] = dict(figures or {})
 
 
-COST_KEYS = {"latency": "latency_ms", "params": "params", "macs": "macs"}
+COST_KEYS = {name: o.key for name, o in OBJECTIVES.items() if name != "accuracy"}
 
 
 @dataclass(frozen=True)
@@ -51,15 +54,12 @@ class Member:
         return self.figures.get(key)
 
 
-def _front(members: Sequence[Member], objectives: Sequence[str]) -> list[Member]:
-    from .objective import OBJECTIVES, objective_values
-    from .pareto import pareto_mask, to_minimisation
-
-    usable = [m for m in members if all(OBJECTIVES[o][1] in m.figures for o in objectives)]
+def front_of(members: Sequence[Member], objectives: Sequence[str]) -> list[Member]:
+    """The non-dominated members over ``objectives`` (members lacking an objective left out)."""
+    usable = [m for m in members if all(OBJECTIVES[o].key in m.figures for o in objectives)]
     if not usable:
         return []
-    pts = to_minimisation([objective_values(m.figures, objectives) for m in usable],
-                          [OBJECTIVES[o][0] for o in objectives])
+    pts = to_min([values(m.figures, objectives) for m in usable], objectives)
     return [m for m, keep in zip(usable, pareto_mask(pts)) if keep]
 
 
@@ -77,7 +77,7 @@ class FrontPruner:
     @property
     def front(self) -> list[Member]:
         if self._front is None:
-            self._front = _front(self.completed, self.objectives)
+            self._front = front_of(self.completed, self.objectives)
         return self._front
 
     def _costs(self) -> list[str]:

@@ -22,19 +22,20 @@ from typing import Any, Callable, Collection, Iterator
 
 from .cli_errors import CliError
 
-__all__ = ["atomic_path", "atomic_write_text", "read_config", "check_config", "require_keys",
-           "broken_derived", "rebuild_derived", "RESUME_KEYS", "DERIVED"]
+__all__ = ["atomic_path", "atomic_write_text", "read_config", "check_config", "broken_derived",
+           "rebuild_derived", "CONFIG_TYPES", "DERIVED"]
 
-#: Keys ``--resume`` needs from config.json (the rest have defaults).
-RESUME_KEYS = ("study_name", "space", "backbone", "sampler", "settings", "total_trials", "input_shape",
-               "num_classes")
 _NUMBER = (int, float)
-#: Types of the config.json keys the commands read; a present key of another type is an error.
+_NONE = type(None)
+#: JSON types of the config.json keys (``search.config.RunConfig.to_dict``); a present key of
+#: another type is an error. Which keys ``--resume`` needs is ``RunConfig.from_dict``'s to say.
 CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "storage": (str,), "study_name": (str,), "space": (str,), "backbone": (str,), "backend": (str,),
     "sampler": (str,), "proxy": (str,), "objectives": (list,), "settings": (dict,), "baselines": (list,),
-    "trials": (int,), "total_trials": (int,), "workers": (int,), "population": (int,), "num_classes": (int,),
-    "timeout": (*_NUMBER, type(None)), "input_shape": (list,), "resumed": (list,), "ray": (dict,)}
+    "trials": (int,), "total_trials": (int,), "workers": (int,), "population": (int, _NONE),
+    "num_classes": (int,), "timeout": (*_NUMBER, _NONE), "input_shape": (list,), "resumed": (list,),
+    "ray": (dict, _NONE), "command": (str,), "data_summary": (str,), "space_size": (str,), "machine": (dict,),
+    "created": (str,)}
 #: Derived files at the top of the run folder (``best/arch.json`` too), rebuilt from the storage.
 DERIVED = ("pareto.json", "trials.csv", "pareto.png", "pareto.html", "hypervolume.png", "layers.png")
 
@@ -72,7 +73,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 # ----------------------------------------------------------------------------- config.json
 
-_FIX = "restore it, or delete it to use the copy kept in the study (only when the run uses the default journal storage)"
+_FIX = "restore it from a copy (the trials are in the storage, untouched)"
 
 
 def _type_names(kinds: tuple[type, ...]) -> str:
@@ -111,14 +112,6 @@ def read_config(path: str | Path, objectives: Collection[str] = ()) -> dict[str,
     except json.JSONDecodeError as err:
         raise CliError(f"{path} is not valid JSON ({err}): {_FIX}") from None
     return check_config(doc, path, objectives)
-
-
-def require_keys(config: dict[str, Any], path: Path, keys: Collection[str] = RESUME_KEYS) -> None:
-    """``CliError`` naming ``path`` when ``config`` lacks one of ``keys``."""
-    missing = [k for k in keys if k not in config]
-    if missing:
-        raise CliError(f"{path} lacks {', '.join(repr(k) for k in missing)}: it is not the config.json of "
-                       "a run made by search.run, so the run cannot be resumed")
 
 
 # ----------------------------------------------------------------------------- derived files

@@ -107,7 +107,7 @@ def run_values(run_dir: str | Path) -> tuple[list[str], dict[int, dict[str, floa
 
 
 def _study_values(run_dir: Path, wanted: set[int]) -> tuple[list[str], dict[int, dict[str, float]]]:
-    from .runfolder import load_run
+    from .storage import load_run
 
     _, study, config = load_run(run_dir)
     objectives = list(config.get("objectives") or study.user_attrs.get("objectives") or ["accuracy", "latency"])

@@ -123,7 +123,8 @@ def rebuild_condensed(arch: Any, state_dict: dict[str, Tensor]) -> nn.Module:
                            "this architecture's condensed model")
         old = module.conv
         groups = len(in_index) // int(weight.shape[1])
-        conv = nn.Conv2d(len(in_index), int(weight.shape[0]), old.kernel_size, old.stride, old.padding,
+        conv = nn.Conv2d(len(in_index), int(weight.shape[0]), old.kernel_size, old.stride,  # type: ignore[arg-type]
+                         old.padding,  # type: ignore[arg-type]
                          groups=max(1, groups), bias=old.bias is not None)
         out_index = state_dict.get(key + "out_index")
         new = IndexedGroupConv(conv, in_index.clone(), None if out_index is None else out_index.clone())
@@ -247,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDiverged as err:
         raise CliError(f"training diverged: {err}") from None
     seconds = time.perf_counter() - start
+    assert result.model is not None, "train() returns the trained model"
     final = result.model.cpu().eval()
     val_acc = evaluate(final, data.val.x, data.val.y)
     test_acc = evaluate(final, data.test.x, data.test.y)
@@ -265,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_latency:
         from evaluators.latency import measure_latency
 
-        lat = measure_latency(final, shape, batch_size=1, threads=args.latency_threads, max_seconds=1.0)
+        lat = measure_latency(final, tuple(shape), batch_size=1,  # type: ignore[arg-type]
+                              threads=args.latency_threads, max_seconds=1.0)
         latency = {"median_ms": lat.median_ms, "iqr_ms": lat.iqr_ms, "threads": lat.threads, "batch": 1,
                    "memory_format": lat.memory_format, "device": lat.device, "node": lat.node,
                    "runtime": "torch"}
@@ -303,7 +306,7 @@ class _TrainView:
         from evaluators.data import Split
 
         self._data = data
-        self.train = Split(x_train, data.train.y)  # type: ignore[arg-type]
+        self.train = Split(x_train, data.train.y)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._data, name)

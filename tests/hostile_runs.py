@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import optuna
-
 from search_cli import TINY, run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -19,8 +18,8 @@ def lock_env(out: Path) -> dict[str, str]:
 
 def tiny_run(out: Path, name: str = "r", *extra: str) -> Path:
     """One real ``search.run`` of the groups space (4 trials, no baselines) on the TINY budget."""
-    res = run("search.run", "--space", "groups", "--trials", "4", "--no-baselines", *TINY, "--out", str(out), "--name", name, *extra,
-              extra_env=lock_env(out))
+    res = run("search.run", "--space", "groups", "--trials", "4", "--no-baselines", *TINY, "--out", str(out),
+              "--name", name, *extra, extra_env=lock_env(out))
     assert res.returncode == 0, res.stdout + res.stderr
     return out / name
 

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from hostile_runs import copy_run, lock_env, optuna_complete, tiny_run, whole_lines
+from search_cli import run
+
 from search.cli_errors import CliError
 from search.journal_repair import BACKUP_INFIX, check, open_journal, repair, scan
-from search_cli import run
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,8 @@ def test_write_glued_onto_a_torn_line_is_salvaged(base: tuple[Path, bytes], tmp_
 def test_stray_lines_are_dropped_and_nothing_else(base: tuple[Path, bytes], tmp_path: Path) -> None:
     _, data = base
     lines = data.splitlines(keepends=True)
-    strays = [b"hello from an editor\n", b"\x00" * 24 + b"\n", b"[1, 2]\n", b"{}\n", b'{"op_code": 99, "worker_id": "x"}\n',
-              b"\n", b"\xff\xfe not utf-8\n"]
+    strays = [b"hello from an editor\n", b"\x00" * 24 + b"\n", b"[1, 2]\n", b"{}\n",
+              b'{"op_code": 99, "worker_id": "x"}\n', b"\n", b"\xff\xfe not utf-8\n"]
     mixed = b"".join(lines[:3] + strays[:4] + lines[3:40] + strays[4:] + lines[40:])
     path = tmp_path / "study.journal"
     path.write_bytes(mixed)

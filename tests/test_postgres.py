@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
-
 import pg_server
+import pytest
 from search_cli import TINY, popen, run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -41,17 +40,18 @@ def _trial_numbers(out: str) -> list[int]:
 
 
 def test_two_workers_share_a_postgres_study(pg, tmp_path: Path) -> None:
-    env = {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock"), "GROUPNAS_TRIAL_SLEEP": "0.5"}
+    env = {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock")}
+    hooks = {"sleep": 0.5}
     a_dir, b_dir = tmp_path / "a" / "shared", tmp_path / "b" / "shared"
     proc_a = popen("--space", "groups", "--storage", pg.url, "--trials", str(BUDGET), "--no-baselines", *TINY,
-                   "--out", str(tmp_path / "a"), "--name", "shared", extra_env=env)
+                   "--out", str(tmp_path / "a"), "--name", "shared", extra_env=env, hooks=hooks)
     end = time.time() + 120
     while not (a_dir / "config.json").is_file() and time.time() < end and proc_a.poll() is None:
         time.sleep(0.2)
     assert (a_dir / "config.json").is_file(), proc_a.communicate()[0]
     b_dir.mkdir(parents=True)
     shutil.copy(a_dir / "config.json", b_dir / "config.json")   # what a second machine needs
-    proc_b = popen("--resume", str(b_dir), extra_env=env)
+    proc_b = popen("--resume", str(b_dir), extra_env=env, hooks=hooks)
     out_a, _ = proc_a.communicate(timeout=400)
     out_b, _ = proc_b.communicate(timeout=400)
     assert proc_a.returncode == 0, out_a

@@ -16,9 +16,9 @@ from typing import Any
 import optuna
 import pytest
 import torch
+from search_cli import TINY, env, popen, run
 
 from search.runfolder import load_run
-from search_cli import TINY, env, popen, run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -50,8 +50,8 @@ def ray_run(cluster, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, st
     died.mkdir()
     res = run("search.run", "--space", "groups", "--backend", "ray", "--address", cluster.address, "--trials", "2",
               "--workers", "2", *TINY, "--out", str(tmp), "--name", "r",
-              extra_env={"GROUPNAS_LATENCY_LOCK": str(tmp / "latency.lock"), "GROUPNAS_FAIL_TRIALS": "3",
-                         "GROUPNAS_RAY_DIE_TRIALS": "5", "GROUPNAS_RAY_DIE_DIR": str(died)}, timeout=400)
+              extra_env={"GROUPNAS_LATENCY_LOCK": str(tmp / "latency.lock")},
+              hooks={"fail": [3], "die": [5], "die_dir": str(died)}, timeout=400)
     assert res.returncode == 0, res.stdout + res.stderr
     return tmp / "r", res.stdout, died
 
@@ -120,9 +120,10 @@ def test_ray_report_and_export(ray_run: tuple[Path, str, Path], tmp_path: Path) 
 @pytest.mark.slow
 def test_ray_interrupt_and_resume(cluster, tmp_path: Path) -> None:
     """Ctrl-C mid-run keeps finished trials and queues the unfinished; --resume completes the budget."""
-    extra = {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock"), "GROUPNAS_TRIAL_SLEEP": "2"}
+    extra = {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock")}
     proc = popen("--space", "groups", "--backend", "ray", "--address", cluster.address, "--trials", "4",
-                 "--no-baselines", "--workers", "1", *TINY, "--out", str(tmp_path), "--name", "k", extra_env=extra)
+                 "--no-baselines", "--workers", "1", *TINY, "--out", str(tmp_path), "--name", "k", extra_env=extra,
+                 hooks={"sleep": 2})
     run_dir = tmp_path / "k"
 
     def finished() -> int:
@@ -142,7 +143,8 @@ def test_ray_interrupt_and_resume(cluster, tmp_path: Path) -> None:
     assert not any(t.state.name == "RUNNING" for t in trials)
     before = {t.number: (t.state.name, t.values) for t in trials if t.state.is_finished()}
     assert any(s == "COMPLETE" for s, _ in before.values())
-    res = run("search.run", "--resume", str(run_dir), extra_env={"GROUPNAS_LATENCY_LOCK": extra["GROUPNAS_LATENCY_LOCK"]},
+    res = run("search.run", "--resume", str(run_dir),
+              extra_env={"GROUPNAS_LATENCY_LOCK": extra["GROUPNAS_LATENCY_LOCK"]},
               timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     after = {t.number: t for t in load_run(run_dir)[1].get_trials(deepcopy=False)}
@@ -178,12 +180,14 @@ class _FakeSpace:
 
 def _searcher() -> Any:
     from search.backends.ray_backend import StudySearch
-    from search.objective import Settings
+    from search.config import RunConfig
+    from search.settings import Settings
 
     storage = optuna.storages.InMemoryStorage()
     settings = Settings()
     optuna.create_study(storage=storage, study_name="s", directions=settings.directions)
-    config = {"settings": settings.to_dict(), "sampler": "random", "population": None, "study_name": "s"}
+    config = RunConfig(space="groups", backbone="small", settings=settings, input_shape=(1, 8, 8), num_classes=10,
+                       study_name="s", sampler="random")
     return StudySearch(_FakeSpace(), config, storage)
 
 

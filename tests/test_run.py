@@ -13,24 +13,24 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import optuna
 import pytest
 import torch
+from search_cli import TINY, popen, run
 
 from search import export as export_cmd
 from search import report as report_cmd
 from search import run as run_cmd
 from search.cli_errors import run_cli
 from search.runfolder import load_run
-from search_cli import TINY, popen, run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def lock_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock"), **extra}
+def lock_env(tmp_path: Path) -> dict[str, str]:
+    return {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock")}
 
 
 def trials_of(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
@@ -54,7 +54,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("run")
     res = run("search.run", "--space", "groups", "--trials", "5", "--no-baselines", "--workers", "2", *TINY,
               "--out", str(tmp), "--name", "r1",
-              extra_env=lock_env(tmp, GROUPNAS_FAIL_TRIALS="2", GROUPNAS_TRIAL_SLEEP="1"))
+              extra_env=lock_env(tmp), hooks={"fail": [2], "sleep": 1})
     assert res.returncode == 0, res.stdout + res.stderr
     return tmp / "r1", res.stdout
 
@@ -190,7 +190,8 @@ def test_export_builds_and_runs(finished_run: tuple[Path, str], tmp_path: Path,
     best = max(doc["members"], key=lambda m: m["values"]["accuracy"])
     assert json.loads((tmp_path / "max-accuracy.json").read_text()) == best["arch"]
     fastest = min(doc["members"], key=lambda m: m["values"]["latency"])
-    code, _, _ = call(capsys, export_cmd.main, str(run_dir), "--pick", f"latency<={fastest['values']['latency'] + 1e-9}",
+    limit = fastest["values"]["latency"] + 1e-9
+    code, _, _ = call(capsys, export_cmd.main, str(run_dir), "--pick", f"latency<={limit}",
                       "--out", str(tmp_path / "lat.json"))
     assert code == 0 and json.loads((tmp_path / "lat.json").read_text()) == fastest["arch"]
     code, _, err = call(capsys, export_cmd.main, str(run_dir), "--pick", "front", "--out", str(tmp_path / "front"))
@@ -216,6 +217,18 @@ def _bad(code: int, err: str) -> None:
     (["--storage", "nosuchdb://x/y"], "cannot open storage"),
     (["--proxy", "magic"], "unknown proxy"),
     (["--trials", "0"], "--trials must be positive"),
+    # issue 15: every option has a stated range
+    (["--threads", "100000"], "--threads must be at most"),
+    (["--seed", "-1"], "--seed must be between 0 and"),
+    (["--seed", str(2**40)], "--seed must be between 0 and"),
+    (["--population", "1"], "--population must be at least 2"),
+    (["--latency-batch", str(10**9)], "--latency-batch must be at most"),
+    (["--prune-margin", "nan"], "--prune-margin must be a finite number"),
+    (["--workers", "100000"], "--workers must be at most"),
+    (["--name", "../x"], "--name must be a plain folder name"),
+    (["--name", "/tmp/x"], "--name must be a plain folder name"),
+    (["--name", "a/b"], "--name must be a plain folder name"),
+    (["--timeout", "nan"], "--timeout must be positive"),
 ])
 def test_bad_run_input(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], words: str) -> None:
     code, _, err = call(capsys, run_cmd.main, "--trials", "1", *TINY, "--out", str(tmp_path), *args)
@@ -278,9 +291,9 @@ def _one_running_after_a_finished(run_dir: Path) -> bool:
 
 
 def test_resume_after_sigkill(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    env = lock_env(tmp_path, GROUPNAS_TRIAL_SLEEP="1.2")
+    env = lock_env(tmp_path)
     args = ["--space", "groups", "--trials", "2", "--no-baselines", *TINY, "--out", str(tmp_path), "--name", "k"]
-    proc = popen(*args, extra_env=env)
+    proc = popen(*args, extra_env=env, hooks={"sleep": 1.2})
     run_dir = tmp_path / "k"
     try:
         _wait_for(lambda: _one_running_after_a_finished(run_dir))
@@ -309,9 +322,9 @@ def test_resume_after_sigkill(tmp_path: Path, capsys: pytest.CaptureFixture, mon
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_trials(tmp_path: Path) -> None:
-    env = lock_env(tmp_path, GROUPNAS_TRIAL_SLEEP="2")
+    env = lock_env(tmp_path)
     proc = popen("--space", "groups", "--trials", "4", "--no-baselines", *TINY, "--out", str(tmp_path),
-                 "--name", "c", extra_env=env)
+                 "--name", "c", extra_env=env, hooks={"sleep": 2})
     run_dir = tmp_path / "c"
     _wait_for(lambda: _one_running_after_a_finished(run_dir))
     proc.send_signal(signal.SIGINT)
@@ -341,7 +354,7 @@ def test_learned_ops_are_priced_and_timed_condensed(name: str) -> None:
     base = space.baselines()
     fixed = spaces.build_model(base["group-g4"])
     expect = (count_params(fixed), count_macs(fixed, (1, 32, 32)))
-    settings = Settings(space="learned", epochs=1, data_limit=120, latency_seconds=0.05, prune=False)
+    settings = Settings(epochs=1, data_limit=120, latency_seconds=0.05, prune=False)
     figures = evaluate_arch(base[name], settings)
     assert figures["learned"] is True
     assert (figures["params"], figures["macs"]) == expect, name

@@ -82,10 +82,18 @@ def test_bad_arguments(digits):
         train_and_evaluate(_tiny(), digits, 1, split="train")
 
 
-def test_threads_option_is_restored(digits):
-    torch.set_num_threads(1)
-    train(_tiny(), load_data("digits", limit=100), 1, threads=2)
-    assert torch.get_num_threads() == 1
+def test_threads_option_is_used_then_restored(digits):
+    """``threads=2`` is in force while training (seen from the epoch callback) and undone after."""
+    old = torch.get_num_threads()
+    seen = []
+    try:
+        torch.set_num_threads(1)
+        train(_tiny(), load_data("digits", limit=100), 1, threads=2,
+              report=lambda epoch, acc: seen.append(torch.get_num_threads()))
+        assert seen == [2]
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_evaluate_counts_correct_predictions():

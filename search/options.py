@@ -1,0 +1,159 @@
+"""The command line of ``search.run``: the parser, and validation with stated ranges.
+
+Every bad value gives one ``error:`` line (``search.cli_errors``) before any file is written:
+unknown names, non-positive sizes, ``--seed`` outside [0, 2**32 - 1] (NumPy's seed range),
+``--threads`` beyond this machine's cores, ``--workers`` beyond them (local processes; a Ray
+cluster may have more: up to ``MAX_CLUSTER_WORKERS``), ``--population`` below 2 (NSGA-II
+needs two parents), ``--latency-batch`` above ``MAX_LATENCY_BATCH``, ``--prune-margin`` not a
+finite number >= 0, and a ``--name`` that is not a plain folder name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from typing import Any
+
+from .backends import BACKENDS
+from .cli_errors import CliError
+from .objectives import OBJECTIVES
+from .samplers import SAMPLERS
+from .settings import Settings
+
+__all__ = ["build_parser", "validate", "settings_from_args", "parse_objectives", "DEFAULT_TRIALS",
+           "MAX_LATENCY_BATCH", "MAX_SEED", "MAX_CLUSTER_WORKERS"]
+
+#: + the baselines. A full trial (3 epochs on digits, 1 s of latency) took ~5 s on the 2-core
+#: dev machine when it was quiet (30 unpruned trials in 154 s) and pruned ones less, so the
+#: default run takes well under 10 minutes there (several times longer when the cores are shared).
+DEFAULT_TRIALS = 40
+MAX_LATENCY_BATCH = 4096
+MAX_SEED = 2**32 - 1
+MAX_CLUSTER_WORKERS = 4096
+MAX_EPOCHS = 10_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m search.run",
+        description="Multi-objective NAS over grouping configurations (accuracy up, latency down).",
+        epilog="Example: python -m search.run --space igc   (then: python -m search.report runs/<run>)")
+    g = p.add_argument_group("what to search")
+    g.add_argument("--space", default="igc", help="search space (see spaces.SPACES; default igc)")
+    g.add_argument("--backbone", default="small", help="skeleton whose layers are searched (default small)")
+    g.add_argument("--describe", action="store_true", help="print the space's layers, choices and size, then exit")
+    g.add_argument("--no-baselines", action="store_true", help="do not evaluate the space's baselines first")
+    g = p.add_argument_group("how")
+    g.add_argument("--backend", default="optuna", help=f"search engine: {', '.join(BACKENDS)} (default optuna)")
+    g.add_argument("--trials", type=int, default=None,
+                   help=f"trials to search, on top of the baselines (default {DEFAULT_TRIALS}, chosen so that "
+                        "the default command takes under 10 minutes on a quiet 2-core machine; raise it, "
+                        "or give --timeout, for a longer search)")
+    g.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    g.add_argument("--sampler", default="nsga2", help="nsga2 (default), tpe, or random (the honest baseline)")
+    g.add_argument("--population", type=int, default=None,
+                   help="NSGA-II population size (default: trials/4, between 8 and 50)")
+    g.add_argument("--workers", type=int, default=None, help="parallel trial processes on this machine (default 1)")
+    g.add_argument("--address", default=None,
+                   help="--backend ray: join the Ray cluster at auto or HOST:PORT (default: start a local instance)")
+    g.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="--backend ray: CPUs reserved per trial (default: local cores / --workers; 1 on a cluster)")
+    g.add_argument("--scheduler", default=None, choices=("asha", "none"),
+                   help="--backend ray: asha stops trials early on their per-epoch accuracy (default none)")
+    g.add_argument("--seed", type=int, default=0, help="seed for sampling, data split and weights (default 0)")
+    g = p.add_argument_group("objectives and constraints")
+    g.add_argument("--objectives", default="accuracy,latency",
+                   help="comma list from accuracy, latency, params, macs (default accuracy,latency)")
+    g.add_argument("--proxy", default="train",
+                   help="accuracy estimate: train (short training, default) or a zero-cost score "
+                        "(synflow, snip, grad_norm, naswot)")
+    g.add_argument("--epochs", type=int, default=3, help="training epochs per trial (default 3)")
+    g.add_argument("--max-params", type=int, default=None, help="prune trials with more parameters")
+    g.add_argument("--max-macs", type=int, default=None, help="prune trials with more multiply-adds")
+    g.add_argument("--max-latency-ms", type=float, default=None, help="prune trials slower than this")
+    g.add_argument("--no-prune", action="store_true", help="disable the front-based pruning (constraints still apply)")
+    g.add_argument("--prune-margin", type=float, default=0.01,
+                   help="accuracy margin of the per-epoch pruning rule (default 0.01)")
+    g = p.add_argument_group("data and measurement")
+    g.add_argument("--data", default="digits", help="digits (default, built in), cifar10 or npz")
+    g.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder, or the .npz file")
+    g.add_argument("--data-limit", type=int, default=None, help="use at most this many examples (quick runs)")
+    g.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement (default 1)")
+    g.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement (default 1)")
+    g.add_argument("--latency-seconds", type=float, default=1.0,
+                   help="time budget of one latency measurement, both memory formats (default 1.0)")
+    g = p.add_argument_group("run folder")
+    g.add_argument("--name", default=None, help="run folder name (default <space>-<timestamp>)")
+    g.add_argument("--out", default="runs", help="where run folders go (default runs/)")
+    g.add_argument("--storage", default=None,
+                   help="Optuna storage: default a journal file in the run folder; or any URL, "
+                        "e.g. sqlite:///x.db, postgresql://user@host/db to share one study")
+    g.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN",
+                   help="continue a run folder (RUN, or --name, or the newest run of --space); "
+                        "--trials/--timeout/--workers may change, other settings come from its config.json")
+    return p
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown:
+        raise CliError(f"unknown objective {unknown[0]!r}; known objectives: {', '.join(OBJECTIVES)}")
+    if len(set(names)) != len(names):
+        raise CliError(f"--objectives lists an objective twice: {text!r}")
+    if "accuracy" not in names or len(names) < 2:
+        raise CliError(f"--objectives must include accuracy and at least one cost "
+                       f"(latency, params, macs), got {text!r}")
+    return names
+
+
+def _positive(name: str, value: Any) -> None:
+    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise CliError(f"{name} must be positive, got {value}")
+
+
+def _at_most(name: str, value: Any, limit: int, why: str) -> None:
+    if value is not None and value > limit:
+        raise CliError(f"{name} must be at most {limit} ({why}), got {value}")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Raise ``CliError`` for the first bad option (see the module doc)."""
+    from evaluators.zero_cost import SCORES
+
+    from .storage import check_name
+
+    if args.backend not in BACKENDS:
+        raise CliError(f"unknown backend {args.backend!r}; known backends: {', '.join(BACKENDS)}")
+    if args.sampler not in SAMPLERS:
+        raise CliError(f"unknown sampler {args.sampler!r}; known samplers: {', '.join(SAMPLERS)}")
+    if args.proxy != "train" and args.proxy not in SCORES:
+        raise CliError(f"unknown proxy {args.proxy!r}; use train or a zero-cost score: {', '.join(SCORES)}")
+    for name in ("trials", "timeout", "workers", "epochs", "max_params", "max_macs", "max_latency_ms",
+                 "latency_batch", "threads", "latency_seconds", "data_limit", "population"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    cores = os.cpu_count() or 1
+    _at_most("--threads", args.threads, cores, f"this machine has {cores} cores")
+    if args.backend == "ray" and args.address:
+        _at_most("--workers", args.workers, MAX_CLUSTER_WORKERS, "concurrent Ray trials")
+    else:
+        _at_most("--workers", args.workers, cores, f"parallel trial processes; this machine has {cores} cores")
+    _at_most("--latency-batch", args.latency_batch, MAX_LATENCY_BATCH, "examples per timed forward")
+    _at_most("--epochs", args.epochs, MAX_EPOCHS, "training epochs per trial")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise CliError(f"--seed must be between 0 and {MAX_SEED}, got {args.seed}")
+    if args.population is not None and args.population < 2:
+        raise CliError(f"--population must be at least 2 (NSGA-II breeds pairs), got {args.population}")
+    if not (math.isfinite(args.prune_margin) and args.prune_margin >= 0):
+        raise CliError(f"--prune-margin must be a finite number >= 0, got {args.prune_margin}")
+    if args.name is not None:
+        check_name(args.name)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings(data=args.data, data_dir=args.data_dir, data_limit=args.data_limit, proxy=args.proxy,
+                    epochs=args.epochs, objectives=parse_objectives(args.objectives), max_params=args.max_params,
+                    max_macs=args.max_macs, max_latency_ms=args.max_latency_ms, latency_batch=args.latency_batch,
+                    threads=args.threads, latency_seconds=args.latency_seconds, seed=args.seed,
+                    prune=not args.no_prune, prune_margin=args.prune_margin)

@@ -1,0 +1,68 @@
+"""What one trial needs (``Settings``), typed and frozen; stored under ``settings`` in config.json.
+
+The run as a whole (space, sampler, budget, workers, storage ...) is ``search.config.RunConfig``;
+the objectives are stored once, at its top level, and handed to ``Settings`` when it is built.
+Thread counts are explicit: ``threads`` for the latency measurement, ``train_threads`` for the
+training (None: the backend gives each trial its share of the cores); both are set for the call
+that uses them and restored afterwards (``evaluators.train_proxy.train``, ``evaluators.latency``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .objectives import directions
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a trial needs; JSON-able (``to_dict``/``from_dict``)."""
+
+    data: str = "digits"
+    data_dir: str | None = None
+    data_limit: int | None = None
+    proxy: str = "train"
+    epochs: int = 3
+    lr: float = 0.1
+    batch_size: int = 64
+    objectives: tuple[str, ...] = ("accuracy", "latency")
+    max_params: int | None = None
+    max_macs: int | None = None
+    max_latency_ms: float | None = None
+    latency_batch: int = 1
+    threads: int = 1
+    latency_seconds: float = 1.0
+    train_threads: int | None = None
+    seed: int = 0
+    prune: bool = True
+    prune_margin: float = 0.01
+    zero_cost_batch: int = 64
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["objectives"] = list(self.objectives)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Settings:
+        """Unknown keys (older config.json files: ``space``, ``backbone``) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        if "objectives" in kwargs:
+            kwargs["objectives"] = tuple(kwargs["objectives"])
+        return cls(**kwargs)
+
+    @property
+    def directions(self) -> list[str]:
+        return directions(self.objectives)
+
+    def with_train_threads(self, threads: int) -> Settings:
+        """These settings with an explicit training thread count (kept if already given)."""
+        if self.train_threads is not None:
+            return self
+        return dataclasses.replace(self, train_threads=max(1, int(threads)))

@@ -1,0 +1,126 @@
+"""The study layer, shared by ``search.run`` and both backends: one Optuna study per run.
+
+Creation and loading (``create_study`` / ``load_study``, the sampler from
+``search.samplers.make_sampler``), the baselines (``enqueue_baselines``: the space's
+hand-designed networks, enqueued first and labelled ``baseline=<name>``), the budget
+(``budget_used``: running trials plus finished ones not interrupted), re-queueing an
+interrupted trial (``requeue``: same parameters, ``retry_of``) and stale-trial recovery
+(``recover_stale``: RUNNING trials whose process on this machine is gone). What a trial
+records is ``search.trials``. Optuna internals go through ``search.optuna_adapter``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from . import optuna_adapter as ota
+from .config import RunConfig
+from .samplers import make_sampler
+
+__all__ = ["sampler_for", "create_study", "load_study", "enqueue_baselines", "budget_used", "requeue",
+           "recover_stale", "worker_tag", "space_of", "cores_per_worker"]
+
+
+def worker_tag() -> str:
+    """``host:pid`` of this process, recorded on each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def sampler_for(config: RunConfig, space: Any, worker_id: int = 0) -> optuna.samplers.BaseSampler:
+    return make_sampler(config.sampler, seed=config.settings.seed, n_trials=config.trials, space=space,
+                        worker_id=worker_id, population=config.population)
+
+
+def create_study(storage: Any, config: RunConfig, space: Any) -> optuna.Study:
+    """A new study named ``config.study_name`` with the run's directions and sampler."""
+    return optuna.create_study(storage=storage, study_name=config.study_name,
+                               directions=config.settings.directions,  # type: ignore[arg-type]
+                               sampler=sampler_for(config, space),
+                               load_if_exists=False)
+
+
+def load_study(storage: Any, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+
+
+def enqueue_baselines(study: optuna.Study, space: Any) -> list[str]:
+    """Enqueue ``space.baseline_params()`` (each labelled ``baseline=<name>``) before any search."""
+    names = []
+    for name, params in space.baseline_params().items():
+        study.enqueue_trial(params, user_attrs={"baseline": name}, skip_if_exists=False)
+        names.append(name)
+    return names
+
+
+def budget_used(trials: Sequence[FrozenTrial]) -> int:
+    """Trials that count towards ``--trials``: running, or finished without being interrupted."""
+    return sum(1 for t in trials if t.state == TrialState.RUNNING
+               or (t.state.is_finished() and not t.user_attrs.get("interrupted")))
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial | optuna.trial.Trial) -> bool:
+    """Enqueue the parameters of an interrupted trial again (``retry_of``; a baseline stays one)."""
+    params = dict(trial.params)
+    if not params:
+        return False
+    attrs: dict[str, Any] = {"retry_of": trial.number}
+    if trial.user_attrs.get("baseline"):
+        attrs["baseline"] = trial.user_attrs["baseline"]
+    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_stale(study: optuna.Study) -> list[int]:
+    """Mark RUNNING trials whose process on this machine is gone as FAIL; enqueue them again.
+
+    Trials run by another machine (a shared storage) are left alone.
+    """
+    host = socket.gethostname()
+    stale = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "")
+        if worker:
+            w_host, _, pid = worker.rpartition(":")
+            if w_host != host or (pid.isdigit() and _pid_alive(int(pid)) and int(pid) != os.getpid()):
+                continue
+        ota.set_attr(study, t, "fail_reason", "stale: its process stopped (killed?) before the trial "
+                     "finished; retried on resume")
+        ota.set_attr(study, t, "interrupted", True)
+        ota.set_state(study, t, TrialState.FAIL)
+        requeue(study, t)
+        stale.append(t.number)
+    return stale
+
+
+_SPACES: dict[tuple[Any, ...], Any] = {}
+
+
+def space_of(config: RunConfig) -> Any:
+    """The run's space, built once per process (a reused worker keeps it)."""
+    key = (config.space, config.backbone, tuple(config.input_shape), config.num_classes)
+    if key not in _SPACES:
+        import spaces
+
+        _SPACES[key] = spaces.get_space(config.space, backbone=config.backbone, input_shape=key[2],
+                                        num_classes=config.num_classes)
+    return _SPACES[key]
+
+
+def cores_per_worker(workers: int) -> int:
+    """This machine's cores shared among ``workers`` trial processes (at least 1 each)."""
+    return max(1, (os.cpu_count() or 1) // max(1, int(workers)))
