@@ -4,7 +4,8 @@
 ``max-accuracy``, ``fastest`` (lowest latency, or the first cost objective), ``trial:N`` (any
 completed trial), ``latency<=MS`` (the most accurate front member at most that slow), or
 ``front`` with ``--out DIR``: every member as ``DIR/trial-N.json`` plus ``DIR/index.json``
-and ``DIR/index.csv`` with their figures. The files load with ``spaces.load_arch``.
+and ``DIR/index.csv`` with their figures. The files load with ``spaces.load_arch``. An ``--out``
+that names an existing folder gets the file inside it, as ``DIR/trial-N.json`` (like ``cp``).
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ def _figures(r: dict[str, Any]) -> dict[str, Any]:
 def _write_arch(r: dict[str, Any], path: Path) -> None:
     from spaces.arch import Arch
 
+    from .safe_files import atomic_write_text
+
     arch = Arch.from_json(r["arch"])  # validates before writing
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(arch.to_json(indent=2) + "\n")
+    atomic_write_text(path, arch.to_json(indent=2) + "\n")   # CliError naming the file if it cannot
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {len(index)} front members and index.json/index.csv to {out}")
         return 0
     r = pick(data, args.pick)
+    if out.is_dir():
+        out = out / f"trial-{r['number']}.json"     # an existing folder: the file goes into it
     _write_arch(r, out)
     f = _figures(r)
     lat = f"{f['latency_ms']:.3f} ms" if f["latency_ms"] is not None else "-"

@@ -6,16 +6,21 @@ pins the behaviour relied on here).
 - The study's storage (``Study._storage``): to read one trial fresh after a ``tell`` and to
   write a user attribute or a state on a trial that another (dead) process was running, which
   ``Study.tell`` cannot do for attributes.
+- The journal file's record format and replay (``journal_replayer``, ``JOURNAL_RECORD_START``):
+  to tell a whole record from a torn one (``search.journal_repair``) as Optuna's reader would.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["storage_of", "trial_id", "fresh", "set_attr", "set_state"]
+__all__ = ["storage_of", "trial_id", "fresh", "set_attr", "set_state", "journal_replayer", "JOURNAL_RECORD_START"]
+
+#: How every record Optuna's journal file writes begins (``_write_log`` puts op_code first).
+JOURNAL_RECORD_START = b'{"op_code":'
 
 
 def storage_of(study: optuna.Study) -> Any:
@@ -41,3 +46,19 @@ def set_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: Any) -> N
 def set_state(study: optuna.Study, trial: FrozenTrial, state: TrialState) -> None:
     """Finish a RUNNING trial of another process without values (FAIL)."""
     storage_of(study).set_trial_state_values(trial_id(trial), state)
+
+
+def journal_replayer() -> Callable[[dict[str, Any]], None]:
+    """``apply(record)``: replays one journal record as Optuna's reader does; raises if Optuna would."""
+    try:
+        from optuna.storages.journal._storage import JournalStorageReplayResult
+    except ImportError:  # pragma: no cover - a future Optuna without it: check the shape only
+        def apply_shape(record: dict[str, Any]) -> None:
+            if not isinstance(record.get("op_code"), int) or not isinstance(record.get("worker_id"), str):
+                raise ValueError("no op_code / worker_id")
+        return apply_shape
+    replay = JournalStorageReplayResult("journal-repair-check-")  # never one of the file's workers
+
+    def apply(record: dict[str, Any]) -> None:
+        replay.apply_logs([record])
+    return apply

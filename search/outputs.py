@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .objectives import FIGURES
 from .rundata import RunData, collect, dominated_baselines, tie_groups
@@ -61,24 +61,26 @@ def pareto_document(data: RunData) -> dict[str, Any]:
 
 
 def write_outputs(run_dir: Path, study: Any, config: Mapping[str, Any], target: str | None = None) -> RunData:
-    """(Re)write every derived file of the run folder from the study; returns the data."""
+    """(Re)write every derived file of the run folder from the study; returns the data. Each file
+    is written to a temporary file and moved into place (``search.safe_files``): never half a file."""
     from . import plots
+    from .safe_files import atomic_path, atomic_write_text
 
     data = collect(study, config, target=target, run_dir=run_dir)
     suffix = f"-{target}" if target else ""
-    if not target:
-        write_trials_csv(run_dir / "trials.csv", data)
-    (run_dir / f"pareto{suffix}.json").write_text(json.dumps(pareto_document(data), indent=2, default=str) + "\n")
     title = f"{config.get('space', '')} / {config.get('backbone', '')}" + (f" on {target}" if target else "")
-    plots.pareto_png(run_dir / f"pareto{suffix}.png", data, title)
-    plots.pareto_html(run_dir / f"pareto{suffix}.html", data, title)
+    writers: list[tuple[str, Callable[[Path], Any]]] = [
+        (f"pareto{suffix}.png", lambda p: plots.pareto_png(p, data, title)),
+        (f"pareto{suffix}.html", lambda p: plots.pareto_html(p, data, title))]
     if not target:
-        plots.hypervolume_png(run_dir / "hypervolume.png", data)
-        plots.layers_png(run_dir / "layers.png", data)
-        if data.knee is not None and data.knee["arch"]:
-            (run_dir / "best").mkdir(exist_ok=True)
-            (run_dir / "best" / "arch.json").write_text(
-                json.dumps(json.loads(data.knee["arch"]), indent=2, sort_keys=True) + "\n")
+        writers += [("trials.csv", lambda p: write_trials_csv(p, data)),
+                    ("hypervolume.png", lambda p: plots.hypervolume_png(p, data)),
+                    ("layers.png", lambda p: plots.layers_png(p, data))]
+    atomic_write_text(run_dir / f"pareto{suffix}.json", json.dumps(pareto_document(data), indent=2, default=str) + "\n")
+    for name, write in writers:
+        with atomic_path(run_dir / name) as tmp:
+            write(tmp)
+    if not target and data.knee is not None and data.knee["arch"]:
+        atomic_write_text(run_dir / "best" / "arch.json",
+                          json.dumps(json.loads(data.knee["arch"]), indent=2, sort_keys=True) + "\n")
     return data
-
-

@@ -28,7 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.target is not None and not (run_dir / "targets.json").is_file():
         raise CliError(f"no targets.json in {run_dir}: run search.remeasure first")
     data = write_outputs(run_dir, study, config, target=args.target)
-    print(front_table(data))
+    from .run_state import describe
+
+    state = describe(run_dir, study)                # killed / still in progress, or None
+    print(front_table(data) + (f"\n{state}" if state else ""))
     if args.target is not None:
         try:
             from .targets import stable_members

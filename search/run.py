@@ -119,11 +119,12 @@ def _resume(args: Any, explicit: set[str]) -> tuple[Path, RunConfig, Any]:
     from .storage import CONFIG, load_run, write_config
     from .study import recover_stale
 
-    run_dir, study, doc = load_run(_resume_dir(args))
+    run_dir, study, doc = load_run(_resume_dir(args), repair=True)   # a torn journal is repaired first
     try:
         config = RunConfig.from_dict(doc)
     except (ValueError, TypeError) as err:
-        raise CliError(f"{run_dir / CONFIG} is broken: {err}") from None
+        raise CliError(f"{run_dir / CONFIG} is broken ({err}): it is not the config.json of a run made by "
+                       "search.run, so the run cannot be resumed; restore it from a copy") from None
     changes = {k: getattr(args, k) for k in RESUMABLE if k in explicit}
     config = config.replace(resumed=(*config.resumed, time.strftime("%Y-%m-%d %H:%M:%S")), **changes)
     write_config(run_dir, config)
@@ -162,6 +163,9 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
     def printer(s: str) -> None:
         print(s, flush=True)
 
+    from .run_state import mark_started, mark_stopped
+
+    mark_started(run_dir)           # removed once the search stops by itself; left behind, it says "killed"
     if config.backend == "ray":
         from .backends.ray_backend import run_search as run_ray
 
@@ -173,10 +177,13 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
         completed = run_search(run_dir, config, storage, deadline, printer=printer, hooks=hooks)
     if completed:
         _retime(run_dir, config, printer)
-    from .runfolder import front_table, load_run, write_outputs
+    from .runfolder import front_table, write_outputs
+    from .storage import load_run
 
-    _, study, doc = load_run(run_dir)
-    print(front_table(write_outputs(run_dir, study, doc)))
+    _, study, doc = load_run(run_dir)           # every derived file is rewritten next
+    data = write_outputs(run_dir, study, doc)
+    mark_stopped(run_dir)
+    print(front_table(data))
     print(f"\nrun folder: {run_dir}  (report: python -m search.report {run_dir}; "
           f"export: python -m search.export {run_dir} --pick knee --out best.json)")
     if not completed:

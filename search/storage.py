@@ -3,7 +3,10 @@
 ``runs/<name>/`` holds the Optuna storage (``study.journal``: Optuna's JournalStorage on a
 file, which stays consistent when several processes append to it -- each write is one locked
 append -- and which ``optuna-dashboard runs/<name>/study.journal`` opens), or a ``--storage``
-URL recorded in ``config.json`` (``search.config.RunConfig``).
+URL recorded in ``config.json`` (``search.config.RunConfig``). An existing journal is checked
+when a run is loaded: a torn or stray line is repaired (``--resume``) or read around
+(``search.journal_repair``); a broken config.json is an error naming the file, and broken derived
+files are rebuilt from the storage (``search.safe_files``).
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ def storage_spec(run_dir: Path, storage: str | None) -> str:
     return storage
 
 
-def open_storage(spec: str, run_dir: Path | None = None, must_exist: bool = False) -> Any:
-    """An Optuna storage for ``spec``: a URL (``sqlite:///...``, ``postgresql://...``) or a journal file."""
+def open_storage(spec: str, run_dir: Path | None = None, must_exist: bool = False,
+                 repair: bool | None = None) -> Any:
+    """An Optuna storage for ``spec``: a URL (``sqlite:///...``, ``postgresql://...``) or a journal file.
+    ``repair`` True/False: an existing journal is checked first (``search.journal_repair.open_journal``:
+    repaired in place, or read for its whole records)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -54,6 +60,10 @@ def open_storage(spec: str, run_dir: Path | None = None, must_exist: bool = Fals
         raise CliError(f"{path.parent} holds no study: {path.name} not found")
     if not path.parent.is_dir():
         raise CliError(f"cannot open storage {spec!r}: folder {path.parent} does not exist")
+    if repair is not None and path.is_file():
+        from .journal_repair import open_journal
+
+        return open_journal(path, repair_it=repair, run_hint=str(run_dir or path.parent))
     return JournalStorage(JournalFileBackend(str(path)))
 
 
@@ -109,29 +119,25 @@ def new_run_dir(out: str | Path, space: str, name: str | None) -> Path:
 
 def write_config(run_dir: Path, config: Any) -> None:
     """Write config.json atomically (a ``RunConfig`` or its JSON document)."""
+    from .safe_files import atomic_write_text
+
     doc = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-    tmp = run_dir / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, run_dir / CONFIG)
+    atomic_write_text(run_dir / CONFIG, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    """config.json as a dict ({} when absent); ``CliError`` naming the file when it is broken."""
-    path = run_dir / CONFIG
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CliError(f"cannot read {path}: {err}") from None
-    if not isinstance(doc, dict):
-        raise CliError(f"{path} is broken: expected a JSON object, got {type(doc).__name__}; "
-                       "restore it from a copy (the study itself is in the storage)")
-    return doc
+    """config.json as a dict ({} when absent); ``CliError`` naming the file when it is broken
+    (not JSON, not an object, a key of the wrong type, an unknown objective: ``search.safe_files``)."""
+    from .objectives import OBJECTIVES
+    from .safe_files import read_config as read_checked
+
+    return read_checked(run_dir / CONFIG, OBJECTIVES) or {}
 
 
-def load_run(run: str | Path) -> tuple[Path, Any, dict[str, Any]]:
-    """(run folder, Optuna study, config) of an existing run; ``CliError`` if there is none."""
+def load_run(run: str | Path, repair: bool = False) -> tuple[Path, Any, dict[str, Any]]:
+    """(run folder, Optuna study, config) of an existing run; ``CliError`` if there is none.
+    A damaged journal is repaired (``repair``, keeping a copy) or read for its whole records.
+    ``search.runfolder.load_run`` also rebuilds broken derived files."""
     import optuna
 
     run_dir = Path(run)
@@ -143,7 +149,7 @@ def load_run(run: str | Path) -> tuple[Path, Any, dict[str, Any]]:
         raise CliError(f"{run_dir / CONFIG}: 'storage' must be a string, got {spec!r}")
     if "://" not in spec and not (run_dir / spec).is_file() and not Path(spec).is_file():
         raise CliError(f"{run_dir} holds no study (no {JOURNAL} and no storage in {CONFIG})")
-    storage = open_storage(spec, run_dir)
+    storage = open_storage(spec, run_dir, repair=repair)
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage, include_best_trial=False)]
     name = config.get("study_name") or (names[0] if len(names) == 1 else None)
     if name is None or name not in names:

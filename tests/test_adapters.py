@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.distributions import IntDistribution
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -21,6 +22,24 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def _journal(path: Path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(path)))
 
+
+
+def test_journal_records_start_and_replay(tmp_path: Path) -> None:
+    """Each journal line starts with JOURNAL_RECORD_START; the replayer takes the file's records in
+    order and raises on one Optuna's reader would choke on (an unknown op code, a create-study record
+    without its fields)."""
+    import json
+
+    study = optuna.create_study(storage=_journal(tmp_path / "j"), study_name="s", directions=["maximize"])
+    study.tell(study.ask(), 1.0)
+    lines = (tmp_path / "j").read_bytes().splitlines()
+    assert lines and all(line.startswith(ota.JOURNAL_RECORD_START) for line in lines)
+    apply = ota.journal_replayer()
+    for line in lines:
+        apply(json.loads(line))
+    for bad in ({"op_code": 99, "worker_id": "x"}, {"op_code": 0, "worker_id": "x"}):
+        with pytest.raises(Exception):  # whatever Optuna raises
+            ota.journal_replayer()(bad)
 
 def test_trial_ids_and_fresh_reads(tmp_path: Path) -> None:
     study = optuna.create_study(storage=_journal(tmp_path / "j"), study_name="s", directions=["maximize", "minimize"])
