@@ -223,10 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from evaluators.train_proxy import TrainingDiverged, evaluate, train
     from spaces.arch import load_arch, save_arch
     from spaces.build import build_model, learned_ops
+    from spaces.limits import check_arch_limits
 
     from .onnx_export import check_parity, export_onnx
 
     arch = load_arch(args.arch)                        # ArchError: missing file, bad JSON, bad arch
+    check_arch_limits(arch)                            # ArchError: too large to build, before any data
     out = _out_dir(args)
     data = load_data(args.data, args.data_dir, seed=args.seed, limit=args.data_limit)  # DataError
     check_arch_data(arch, data)                        # DataError: other input shape / class count
