@@ -67,9 +67,10 @@ def latency_shape(arch: Any, settings: Settings) -> tuple[int, int, int]:
     return tuple(settings.latency_shape or arch.input_shape)
 
 
-def _latency(model: torch.nn.Module, arch: Any, settings: Settings) -> dict[str, Any]:
+def _latency(model: torch.nn.Module, arch: Any, settings: Settings, learned: bool = False) -> dict[str, Any]:
     """Latency figures at the deployment shape and runtime (``LatencyResult.record()``), timed on
-    ``spaces.inference_model(model)``; or ``predict_latency`` with ``settings.latency == "predicted"``."""
+    ``spaces.inference_model(model)``; or ``predict_latency`` with ``settings.latency == "predicted"``.
+    ``learned``: ``model`` is a trained condensed net, timed as it is (its structure came from training)."""
     shape = latency_shape(arch, settings)
     if settings.latency == "predicted":
         from evaluators.latency_model import predict_latency
@@ -82,6 +83,13 @@ def _latency(model: torch.nn.Module, arch: Any, settings: Settings) -> dict[str,
     from evaluators.latency import measure_latency
     from spaces import inference_model
 
+    if shape != tuple(arch.input_shape) and not learned:
+        # a fixed structure's latency does not depend on the weights: build it at the timed size
+        # (exact for every head, e.g. MobileFaceNet's global depthwise conv sized to the map)
+        from evaluators.latency_model import arch_at_shape
+        from spaces.build import build_model
+
+        model = build_model(arch_at_shape(arch, shape), seed=settings.seed)
     budget = float(settings.latency_seconds)  # shared by the two memory formats (torch)
     per_format = budget if settings.runtime == "onnxruntime" else budget / 2
     res = measure_latency(inference_model(model), shape, batch_size=settings.latency_batch,
@@ -151,7 +159,7 @@ def evaluate_arch(arch: Any, settings: Settings,
 
         if learned:  # price and time the condensed network, the one that would be deployed
             figures.update(_costs(inference, arch))
-            figures.update(_latency(inference, arch, settings))
+            figures.update(_latency(inference, arch, settings, learned=True))
             why = constraint_violation(figures, settings)
             if why:
                 raise Pruned(why)

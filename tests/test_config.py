@@ -52,3 +52,19 @@ def test_a_broken_config_is_an_error_naming_the_file(tmp_path: Path, text: str) 
 def test_missing_fields_are_named() -> None:
     with pytest.raises(ValueError, match="'space'"):
         RunConfig.from_dict({"backbone": "small"})
+
+
+def test_latency_settings_are_typed_and_checked(tmp_path: Path) -> None:
+    """Issue 12: latency shape, runtime and mode are validated when built and survive config.json."""
+    s = Settings(latency_shape=[3, 224, 224], runtime="onnxruntime", latency="predicted")  # type: ignore[arg-type]
+    assert s.latency_shape == (3, 224, 224)
+    config = dataclasses.replace(_config(), settings=s)
+    write_config(tmp_path, config)
+    assert json.loads((tmp_path / "config.json").read_text())["settings"]["latency_shape"] == [3, 224, 224]
+    assert RunConfig.from_dict(read_config(tmp_path)) == config
+    for bad in ({"runtime": "tvm"}, {"latency": "guess"}, {"latency_shape": (3, 224)}, {"latency_shape": (3, 0, 8)},
+                {"latency_shape": (3.0, 8, 8)}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Settings(**bad)  # type: ignore[arg-type]
+    old = Settings.from_dict({"epochs": 2})     # a config.json from before: eager torch at the data's size
+    assert (old.runtime, old.latency_shape, old.latency) == ("torch", None, "measured")

@@ -139,10 +139,16 @@ def test_baselines_enqueued_and_labelled(tmp_path: Path, capsys: pytest.CaptureF
     assert "baseline" not in trials[-1].user_attrs
     doc = json.loads((run_dir / "pareto.json").read_text())
     assert {b["name"] for b in doc["baselines"]} == set(expected)
-    # "dominates" against a direct comparison of the objective values
-    data = collect(study, config)
+    # "dominates" against a direct comparison of the objective values; latency: the end-of-run
+    # round in which the front and the baselines were re-timed together (final_latency.json)
+    final = json.loads((run_dir / "final_latency.json").read_text())["members"]
+    data = collect(study, config, run_dir=run_dir)
     by_name = {b["baseline"]: b for b in data.baselines}
+    assert doc["retimed"] and all(b["retimed"] for b in doc["baselines"])
+    for b in by_name.values():
+        assert b["values"]["latency"] == final[str(b["number"])]["latency_ms"]
     for m in doc["members"]:
+        assert m["retimed"] and m["values"]["latency"] == m["final_latency_ms"] == final[str(m["trial"])]["latency_ms"]
         a, l = m["values"]["accuracy"], m["values"]["latency"]
         beaten = {n for n, b in by_name.items() if b["number"] != m["trial"] and a >= b["values"]["accuracy"]
                   and l <= b["values"]["latency"] and (a, l) != (b["values"]["accuracy"], b["values"]["latency"])}
@@ -229,6 +235,12 @@ def _bad(code: int, err: str) -> None:
     (["--name", "/tmp/x"], "--name must be a plain folder name"),
     (["--name", "a/b"], "--name must be a plain folder name"),
     (["--timeout", "nan"], "--timeout must be positive"),
+    # issue 12: latency shape, runtime, mode; issue 14: data names
+    (["--latency-shape", "1x224"], "--latency-shape must be CxHxW"),
+    (["--latency-shape", "3x224x224"], "take 1 input channels"),
+    (["--runtime", "tvm"], "unknown runtime"),
+    (["--latency", "guessed"], "--latency must be measured or predicted"),
+    (["--data", "imagenet"], "unknown data"),
 ])
 def test_bad_run_input(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], words: str) -> None:
     code, _, err = call(capsys, run_cmd.main, "--trials", "1", *TINY, "--out", str(tmp_path), *args)
