@@ -38,10 +38,13 @@ def sampler_for(config: RunConfig, space: Any, worker_id: int = 0) -> optuna.sam
 
 def create_study(storage: Any, config: RunConfig, space: Any) -> optuna.Study:
     """A new study named ``config.study_name`` with the run's directions and sampler."""
-    return optuna.create_study(storage=storage, study_name=config.study_name,
-                               directions=config.settings.directions,  # type: ignore[arg-type]
-                               sampler=sampler_for(config, space),
-                               load_if_exists=False)
+    study = optuna.create_study(storage=storage, study_name=config.study_name,
+                                directions=config.settings.directions,  # type: ignore[arg-type]
+                                sampler=sampler_for(config, space),
+                                load_if_exists=False)
+    # the screened sampler reads which objective each value is (accuracy, latency, params, macs)
+    study.set_user_attr("objectives", list(config.settings.objectives))
+    return study
 
 
 def load_study(storage: Any, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:

@@ -157,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
                "atol 1e-4 rtol 1e-3). Rebuild in Python: from search.train import load_trained; "
                "model = load_trained(DIR).")
     p.add_argument("arch", help="architecture JSON file (spaces.save_arch / search.export)")
-    p.add_argument("--data", default="digits", help="digits (default, built in), cifar10 or npz")
-    p.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder, or the .npz file")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="fashion-mnist (default, as search.run), digits (built in), cifar10, npz or folder")
+    p.add_argument("--data-dir", default=None,
+                   help="fashion-mnist idx folder, cifar-10-batches-py folder, the .npz file, or the image folder")
     p.add_argument("--data-limit", type=int, default=None, help="use at most this many examples (quick runs)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs (default {DEFAULT_EPOCHS})")
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate of the one-cycle schedule (default 0.1)")

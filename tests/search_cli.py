@@ -16,7 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-TINY = ["--epochs", "1", "--data-limit", "120", "--latency-seconds", "0.05", "--seed", "0"]
+TINY = ["--data", "digits", "--epochs", "1", "--data-limit", "120", "--latency-seconds", "0.05", "--seed", "0"]
 
 
 def env(**extra: str) -> dict[str, str]:

@@ -45,7 +45,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("train")
     save_arch(mixed_arch(), tmp / "best.json")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), GROUPNAS_LATENCY_LOCK=str(tmp / "lock"))
-    res = subprocess.run([sys.executable, "-m", "search.train", str(tmp / "best.json"), "--epochs", "1",
+    res = subprocess.run([sys.executable, "-m", "search.train", str(tmp / "best.json"), "--data", "digits", "--epochs", "1",
                           "--data-limit", LIMIT, "--threads", "1"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
