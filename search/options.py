@@ -25,10 +25,10 @@ from .settings import LATENCY_MODES, RUNTIMES, Settings
 __all__ = ["build_parser", "validate", "settings_from_args", "parse_objectives", "latency_shape", "DEFAULT_TRIALS",
            "MAX_LATENCY_BATCH", "MAX_SEED", "MAX_CLUSTER_WORKERS"]
 
-#: + the baselines. A full trial (3 epochs on digits, 1 s of latency) took ~5 s on the 2-core
-#: dev machine when it was quiet (30 unpruned trials in 154 s) and pruned ones less, so the
-#: default run takes well under 10 minutes there (several times longer when the cores are shared).
-DEFAULT_TRIALS = 40
+#: + the baselines. On Fashion-MNIST (6,000 examples, 3 epochs, latency at 224x224 on
+#: onnxruntime) a trial took ~30 s on the 2-core machine at load 3-4 (28 trials in 14 min) and
+#: about half that when quiet, so 20 searched + 6 baselines keep the default run near 6-8 min.
+DEFAULT_TRIALS = 20
 MAX_LATENCY_BATCH = 4096
 MAX_SEED = 2**32 - 1
 MAX_CLUSTER_WORKERS = 4096
