@@ -61,8 +61,8 @@ def _retime(run_dir: Path, config: RunConfig, printer: Any) -> None:
     s = config.settings
     shape = "x".join(str(v) for v in (s.latency_shape or config.input_shape))
     printer(f"re-timing the front and the baselines together at {shape} on {s.runtime} ...")
-    if retime_run(run_dir, study, doc) is not None:
-        write_config(run_dir, config.replace(calibration=_calibration()))
+    if retime_run(run_dir, study, doc) is not None:  # config.json as the backend left it (Ray adds its part)
+        write_config(run_dir, RunConfig.from_dict(doc).replace(calibration=_calibration()))
 
 
 def _resume_dir(args: Any) -> Path:

@@ -22,7 +22,7 @@ from . import optuna_adapter as ota
 from .config import RunConfig
 from .sampling import make_sampler
 
-__all__ = ["sampler_for", "create_study", "load_study", "enqueue_baselines", "budget_used", "requeue",
+__all__ = ["sampler_for", "latency_price", "create_study", "load_study", "enqueue_baselines", "budget_used", "requeue",
            "recover_stale", "worker_tag", "space_of", "cores_per_worker"]
 
 
@@ -31,9 +31,24 @@ def worker_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def latency_price(config: RunConfig) -> Any:
+    """``arch -> predicted ms`` at the run's latency shape and runtime, for the screened sampler
+    when the run prices latency by the model anyway (``--latency predicted``); else None."""
+    s = config.settings
+    if s.latency != "predicted" or "latency" not in s.objectives:
+        return None
+
+    def price(arch: Any) -> float:
+        from evaluators.latency_model import predict_latency
+
+        return predict_latency(arch, input_shape=s.latency_shape, batch_size=s.latency_batch, threads=s.threads,
+                               runtime=s.runtime)
+    return price
+
+
 def sampler_for(config: RunConfig, space: Any, worker_id: int = 0) -> optuna.samplers.BaseSampler:
     return make_sampler(config.sampler, seed=config.settings.seed, n_trials=config.trials, space=space,
-                        worker_id=worker_id, population=config.population)
+                        price=latency_price(config), worker_id=worker_id, population=config.population)
 
 
 def create_study(storage: Any, config: RunConfig, space: Any) -> optuna.Study:
