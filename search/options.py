@@ -26,9 +26,9 @@ __all__ = ["build_parser", "validate", "settings_from_args", "parse_objectives",
            "MAX_LATENCY_BATCH", "MAX_SEED", "MAX_CLUSTER_WORKERS"]
 
 #: + the baselines. On Fashion-MNIST (6,000 examples, 3 epochs, latency at 224x224 on
-#: onnxruntime) a trial took ~30 s on the 2-core machine at load 3-4 (28 trials in 14 min) and
-#: about half that when quiet, so 20 searched + 6 baselines keep the default run near 6-8 min.
-DEFAULT_TRIALS = 20
+#: onnxruntime) 20 searched + 6 baselines took 4 min on the quiet 2-core machine (about half the
+#: trials pruned) and ~30 s a trial at load 3-4; 30 + 6 keeps the default run near 5-6 min quiet.
+DEFAULT_TRIALS = 30
 MAX_LATENCY_BATCH = 4096
 MAX_SEED = 2**32 - 1
 MAX_CLUSTER_WORKERS = 4096
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "or give --timeout, for a longer search)")
     g.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     g.add_argument("--sampler", default=DEFAULT_SAMPLER,
-                   help=f"{', '.join(SAMPLERS)}, or random (the honest baseline); default {DEFAULT_SAMPLER}")
+                   help=f"{', '.join(SAMPLERS)} (random is the honest baseline); default {DEFAULT_SAMPLER}")
     g.add_argument("--population", type=int, default=None,
                    help="NSGA-II population size (default: about trials/5, between 4 and 50)")
     g.add_argument("--workers", type=int, default=None, help="parallel trial processes on this machine (default 1)")
