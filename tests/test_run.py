@@ -25,6 +25,7 @@ from search import report as report_cmd
 from search import run as run_cmd
 from search.cli_errors import run_cli
 from search.runfolder import load_run
+from search.sampling import DEFAULT_SAMPLER
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -66,7 +67,7 @@ def test_run_folder_contents(finished_run: tuple[Path, str]) -> None:
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["machine"]["cpu"] and config["machine"]["versions"]["optuna"] == optuna.__version__
-    assert config["settings"]["epochs"] == 1 and config["sampler"] == "nsga2" and config["baselines"] == []
+    assert config["settings"]["epochs"] == 1 and config["sampler"] == DEFAULT_SAMPLER and config["baselines"] == []
     trials = trials_of(run_dir)
     assert config["workers"] == 2
     assert sorted(t.number for t in trials) == [0, 1, 2, 3, 4]     # none lost, none extra

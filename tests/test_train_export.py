@@ -96,7 +96,7 @@ def test_onnx_parity_dynamic_batch(trained: tuple[Path, str]) -> None:
 def test_dense_arch_rebuilds_with_build_model(tmp_path: Path) -> None:
     """The recipe for an arch without learned ops: build_model + load_state_dict, strictly."""
     save_arch(get_backbone("small"), tmp_path / "small.json")
-    assert main([str(tmp_path / "small.json"), "--epochs", "1", "--data-limit", "200", "--threads", "1",
+    assert main([str(tmp_path / "small.json"), "--data", "digits", "--epochs", "1", "--data-limit", "200", "--threads", "1",
                  "--no-latency", "--out", str(tmp_path / "o")]) == 0
     model = build_model(load_arch(tmp_path / "o" / "arch.json"))
     model.load_state_dict(torch.load(tmp_path / "o" / "weights.pt", weights_only=True))
@@ -151,13 +151,13 @@ def test_bad_inputs(tmp_path: Path, capsys) -> None:
     (tmp_path / "bad.json").write_text('{"input_shape": [1, 32, 32], ')
     assert "not valid JSON" in _one_line_error([str(tmp_path / "bad.json")], capsys)
     save_arch(get_backbone("small", (3, 32, 32), 10), tmp_path / "rgb.json")
-    msg = _one_line_error([str(tmp_path / "rgb.json"), "--epochs", "1"], capsys)
+    msg = _one_line_error([str(tmp_path / "rgb.json"), "--data", "digits", "--epochs", "1"], capsys)
     assert "input_shape (3, 32, 32) does not match" in msg and "(1, 32, 32)" in msg
     save_arch(get_backbone("small", (1, 32, 32), 5), tmp_path / "c5.json")
-    assert "num_classes 5 does not match" in _one_line_error([str(tmp_path / "c5.json")], capsys)
-    assert "--epochs must be positive" in _one_line_error([str(tmp_path / "c5.json"), "--epochs", "0"], capsys)
+    assert "num_classes 5 does not match" in _one_line_error([str(tmp_path / "c5.json"), "--data", "digits"], capsys)
+    assert "--epochs must be positive" in _one_line_error([str(tmp_path / "c5.json"), "--data", "digits", "--epochs", "0"], capsys)
     (tmp_path / "small-trained").mkdir()
     (tmp_path / "small-trained" / "weights.pt").write_bytes(b"")
     save_arch(get_backbone("small"), tmp_path / "small.json")
-    assert "--overwrite" in _one_line_error([str(tmp_path / "small.json")], capsys)
+    assert "--overwrite" in _one_line_error([str(tmp_path / "small.json"), "--data", "digits"], capsys)
     assert not (tmp_path / "rgb-trained").exists()    # nothing written for a rejected arch
