@@ -207,7 +207,7 @@ def test_end_to_end_on_a_real_tiny_search(tmp_path: Path) -> None:
         "--latency-seconds", "0.1", "--out", str(tmp_path), "--name", "r")
     run_dir = tmp_path / "r"
     cli("search.export", str(run_dir), "--pick", "knee", "--out", str(tmp_path / "knee.json"))
-    cli("search.train", str(tmp_path / "knee.json"), "--data", "digits", "--epochs", "1", "--data-limit", "200", "--threads", "1")
+    cli("search.train", str(tmp_path / "knee.json"), "--epochs", "1", "--data-limit", "200", "--threads", "1")
     assert (tmp_path / "knee-trained" / "model.onnx").is_file()
     out = cli("search.remeasure", str(run_dir), "--threads", "1", "--batch", "1,2", "--runtime", "torch,onnxruntime",
               "--seconds", "0.05")
