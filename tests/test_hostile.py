@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hostile_runs import copy_run, lock_env, tiny_run
+from polling import alive, children, wait_until
 from search_cli import ROOT, TINY, env
 
 CAP = 3 << 30          # bytes of address space per command: torch loads in it, a bomb does not
@@ -146,15 +147,6 @@ def test_report_on_missing_or_empty_folders(tmp_path: Path) -> None:
     refused(cmd("search.report", str(tmp_path)), "holds no study")
 
 
-def _wait(pred, timeout: float = 120.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def _start(tmp_path: Path, *args: str, sleep: float = 2.0) -> subprocess.Popen:
     """``search.run`` in the background, each trial first sleeping ``sleep`` s (a ``TrialHook``)."""
     return subprocess.Popen([sys.executable, "-m", "hooked_run", json.dumps({"sleep": sleep}), "--space", "groups",
@@ -185,7 +177,7 @@ def test_report_reads_the_run_state_marker(base: Path, tmp_path: Path) -> None:
 def test_report_says_a_killed_run_was_killed(tmp_path: Path) -> None:
     proc = _start(tmp_path, "--trials", "4")
     try:
-        _wait(lambda: _completes(tmp_path / "k" / "study.journal") >= 1)
+        wait_until(lambda: _completes(tmp_path / "k" / "study.journal") >= 1)
         proc.kill()
         proc.wait(timeout=30)
     finally:
@@ -200,28 +192,12 @@ def test_report_says_a_killed_run_was_killed(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- processes
 
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _workers_test(tmp_path: Path, sig: int) -> None:
     proc = _start(tmp_path, "--trials", "30", "--workers", "2", sleep=3.0)
     kids: list[int] = []
     try:
-        _wait(lambda: len(_children(proc.pid)) >= 2)
-        kids = _children(proc.pid)
+        wait_until(lambda: len(children(proc.pid)) >= 2)
+        kids = children(proc.pid)
         time.sleep(2)
         os.kill(proc.pid, sig)                           # the main process alone
         try:
@@ -229,13 +205,13 @@ def _workers_test(tmp_path: Path, sig: int) -> None:
         except subprocess.TimeoutExpired:
             pass
         deadline = time.time() + 10
-        while time.time() < deadline and any(_alive(k) for k in kids):
+        while time.time() < deadline and any(alive(k) for k in kids):
             time.sleep(0.2)
         assert proc.poll() is not None, "the main process is still running"
-        assert not [k for k in kids if _alive(k)], "workers outlived their parent"
+        assert not [k for k in kids if alive(k)], "workers outlived their parent"
     finally:
         for p in [proc.pid, *kids]:                      # only the processes this test started
-            if _alive(p):
+            if alive(p):
                 os.kill(p, signal.SIGKILL)
         proc.wait(timeout=30)
 

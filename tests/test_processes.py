@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from polling import alive
 from search_cli import TINY, popen
 
 from search.runfolder import load_run
@@ -19,15 +20,6 @@ def _trials(run_dir: Path) -> list:
         return load_run(run_dir)[1].get_trials(deepcopy=False)
     except Exception:
         return []
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (a reparented child may wait for a reaper that never comes)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _start_two_busy_workers(tmp_path: Path) -> tuple[object, Path, set[int]]:
@@ -49,9 +41,9 @@ def _start_two_busy_workers(tmp_path: Path) -> tuple[object, Path, set[int]]:
 
 def _wait_gone(pids: set[int], timeout: float = 20.0) -> set[int]:
     end = time.time() + timeout
-    while time.time() < end and any(_alive(p) for p in pids):
+    while time.time() < end and any(alive(p) for p in pids):
         time.sleep(0.25)
-    return {p for p in pids if _alive(p)}
+    return {p for p in pids if alive(p)}
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")

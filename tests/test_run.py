@@ -11,13 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import time
 from pathlib import Path
 from typing import Callable
 
 import optuna
 import pytest
 import torch
+from polling import wait_until
 from search_cli import TINY, popen, run
 
 from search import export as export_cmd
@@ -281,15 +281,6 @@ def test_bad_report_and_export_input(finished_run: tuple[Path, str], tmp_path: P
     assert not (tmp_path / "x.json").exists()
 
 
-def _wait_for(pred: Callable[[], bool], timeout: float = 120.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.25)
-    raise AssertionError("timed out waiting")
-
-
 def _states(run_dir: Path) -> list[str]:
     """Trial states; a RUNNING trial counts only once it has sampled its Arch."""
     try:
@@ -309,7 +300,7 @@ def test_resume_after_sigkill(tmp_path: Path, capsys: pytest.CaptureFixture, mon
     proc = popen(*args, extra_env=env, hooks={"sleep": 1.2})
     run_dir = tmp_path / "k"
     try:
-        _wait_for(lambda: _one_running_after_a_finished(run_dir))
+        wait_until(lambda: _one_running_after_a_finished(run_dir))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -339,7 +330,7 @@ def test_ctrl_c_keeps_finished_trials(tmp_path: Path) -> None:
     proc = popen("--space", "groups", "--trials", "4", "--no-baselines", *TINY, "--out", str(tmp_path),
                  "--name", "c", extra_env=env, hooks={"sleep": 2})
     run_dir = tmp_path / "c"
-    _wait_for(lambda: _one_running_after_a_finished(run_dir))
+    wait_until(lambda: _one_running_after_a_finished(run_dir))
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
