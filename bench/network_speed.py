@@ -19,7 +19,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluators.cost import count_macs  # noqa: E402
+from evaluators.interleave import time_pairs  # noqa: E402
 from search.onnx_export import export_onnx, ort_session  # noqa: E402
 from spaces import SPACES, build_model, condense_model, get_backbone, get_space, inference_model  # noqa: E402
 
@@ -47,44 +47,35 @@ def _randomise_bn(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def _pair_ratios(candidates: dict, reference, rounds: int) -> dict[str, float]:
+    """Median over ``rounds`` interleaved pairs of candidate / reference time, for each candidate
+    (``evaluators.interleave.time_pairs``; tolerance 0, so exactly ``rounds`` pairs are timed)."""
+    stats = time_pairs(candidates, reference, window=rounds, max_pairs=rounds, max_seconds=float("inf"),
+                       tolerance=0.0)
+    return {name: statistics.median(st.ratios) for name, st in stats.items()}
+
+
 def torch_ratio(dense: nn.Module, cand: nn.Module, x: torch.Tensor, rounds: int) -> float:
-    """Median over rounds of candidate / dense seconds, each in its faster memory format."""
-    pairs = [(dense.to(memory_format=f), cand.to(memory_format=f), x.contiguous(memory_format=f))
-             for f in FORMATS]
-    td: list[list[float]] = [[] for _ in FORMATS]
-    tc: list[list[float]] = [[] for _ in FORMATS]
+    """Candidate / dense latency, each net in its faster memory format; every form is timed
+    against dense in the contiguous format, in the same interleaved round."""
+    ref_x = x.contiguous()
+    nets = {}
+    for f in FORMATS:
+        xf = x.contiguous(memory_format=f)
+        nets[f"c-{f}"] = (cand.to(memory_format=f), xf)
+        if f != torch.contiguous_format:
+            nets[f"d-{f}"] = (dense.to(memory_format=f), xf)
     with torch.inference_mode():
-        for d, c, xf in pairs:
-            for _ in range(3):
-                d(xf), c(xf)
-        for _ in range(rounds):
-            for i, (d, c, xf) in enumerate(pairs):
-                t0 = time.perf_counter()
-                d(xf)
-                t1 = time.perf_counter()
-                c(xf)
-                t2 = time.perf_counter()
-                td[i].append(t1 - t0)
-                tc[i].append(t2 - t1)
-    fd = min(range(len(FORMATS)), key=lambda i: statistics.median(td[i]))
-    fc = min(range(len(FORMATS)), key=lambda i: statistics.median(tc[i]))
-    return statistics.median(c / d for c, d in zip(tc[fc], td[fd]))
+        ratios = _pair_ratios({k: (lambda m=m, xf=xf: m(xf)) for k, (m, xf) in nets.items()},
+                              lambda: dense(ref_x), rounds)
+    best_dense = min([1.0, *(r for k, r in ratios.items() if k.startswith("d-"))])
+    return min(r for k, r in ratios.items() if k.startswith("c-")) / best_dense
 
 
 def ort_ratio(dense_path: str, cand_path: str, x: np.ndarray, rounds: int, threads: int) -> float:
     sd, sc = ort_session(dense_path, threads), ort_session(cand_path, threads)
     feed = {"input": x}
-    for _ in range(3):
-        sd.run(None, feed), sc.run(None, feed)
-    ratios = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        sd.run(None, feed)
-        t1 = time.perf_counter()
-        sc.run(None, feed)
-        t2 = time.perf_counter()
-        ratios.append((t2 - t1) / (t1 - t0))
-    return statistics.median(ratios)
+    return _pair_ratios({"c": lambda: sc.run(None, feed)}, lambda: sd.run(None, feed), rounds)["c"]
 
 
 def _share(lat: float, macs: float) -> str:
