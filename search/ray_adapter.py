@@ -6,9 +6,11 @@ the behaviour relied on here), and how this project starts or joins Ray.
   ``is_done(tid)`` and ``mark_done(tid)``, so the searcher never touches the names.
 - Token authentication (``ray._private.authentication``): Ray reads its auth mode once at
   import; joining a ``ray start`` cluster that has token auth needs it refreshed.
-- A local instance binds to loopback: ``_node_ip_address="127.0.0.1"``, no dashboard. To use a
-  real cluster deliberately, start it with ``ray start --head`` on the address you choose and
-  give ``--address``.
+- A local instance binds to loopback: ``_node_ip_address="127.0.0.1"``, no dashboard, and (Ray's
+  servers listen on ``*:port`` whatever they are told) ``search.run`` runs it in a private network
+  namespace whose only interface is ``lo`` (``search.netns``); ``local_network()`` says which.
+  To use a real cluster deliberately, start it with ``ray start --head`` on the address you
+  choose and give ``--address``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from .cli_errors import CliError
 
-__all__ = ["StudyOptunaSearch", "start_ray", "forwarded_env", "quiet_tune", "LOOPBACK"]
+__all__ = ["StudyOptunaSearch", "start_ray", "forwarded_env", "quiet_tune", "local_network", "LOOPBACK"]
 
 LOOPBACK = "127.0.0.1"
 FORWARD_ENV_PREFIX = "GROUPNAS_"
@@ -54,6 +56,16 @@ class StudyOptunaSearch(OptunaSearch):
 
     def mark_done(self, trial_id: str) -> None:
         self._completed_trials.add(trial_id)
+
+
+def local_network() -> str:
+    """Where a local instance started by this process can be reached from."""
+    from .netns import only_loopback, state
+
+    if only_loopback():
+        return "loopback only (private network namespace)"
+    why = state() or "not isolated (not started through python -m search.run)"
+    return f"all interfaces: {why}; firewall it or use --address"
 
 
 def forwarded_env() -> dict[str, str]:

@@ -76,6 +76,34 @@ def _resume_dir(args: Any) -> Path:
     return runs[-1]
 
 
+def _local_ray_storage(args: Any) -> str | None:
+    """The storage of a ``--backend ray`` run that starts its own local instance, else None."""
+    if args.address:
+        return None
+    if args.resume is None:
+        return (args.storage or "study.journal") if args.backend == "ray" else None
+    import json
+
+    try:
+        doc = json.loads((_resume_dir(args) / "config.json").read_text())
+        return str(doc.get("storage", "study.journal")) if doc.get("backend") == "ray" else None
+    except (OSError, ValueError, AttributeError, CliError):
+        return None                                 # the resume path itself reports what is wrong
+
+
+def _isolate_local_ray(args: Any) -> None:
+    """A local Ray instance runs in a private network namespace (``search.netns``): re-execute."""
+    from . import netns
+
+    storage = _local_ray_storage(args)
+    if storage is None or netns.state() is not None:
+        return
+    if "://" in storage and not storage.startswith("sqlite:"):
+        netns.set_state("not isolated (the storage URL needs the host's network)")
+        return
+    netns.reexec_isolated("search.run", sys.argv[1:])
+
+
 def _new_run(args: Any) -> tuple[Path, RunConfig, Any]:
     """Validate everything, then create the run folder, config.json and the study."""
     import optuna
@@ -149,6 +177,8 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
         print(space.describe())
         print(f"size: {space.size} configurations")
         return 0
+    if argv is None:                                # the command line, not a test calling main()
+        _isolate_local_ray(args)
 
     run_dir, config, storage = _resume(args, explicit) if args.resume is not None else _new_run(args)
     if config.backend not in BACKENDS:

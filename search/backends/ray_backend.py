@@ -20,7 +20,7 @@ from typing import Any, Callable
 from ..cli_errors import CliError
 from ..config import RunConfig
 from ..hooks import NO_HOOKS, Hooks
-from ..ray_adapter import quiet_tune, start_ray
+from ..ray_adapter import local_network, quiet_tune, start_ray
 from ..storage import write_config
 from ..study import budget_used, cores_per_worker, space_of
 from ..trials import progress_line, trial_line
@@ -112,8 +112,11 @@ def run_search(run_dir: Path, config: RunConfig, storage: Any, deadline: float |
 
     started_here = not ray.is_initialized()
     if started_here:
+        if not opts["address"]:
+            config = config.replace(ray={**opts, "network": local_network()})
+            write_config(run_dir, config)
         seconds = start_ray(opts["address"], run_dir=run_dir)
-        where = opts["address"] or "a local instance (127.0.0.1)"
+        where = opts["address"] or f"a local instance on {local_network()}"
         printer(f"ray: joined {where} in {seconds:.1f} s; {ray.cluster_resources().get('CPU', 0):g} CPUs")
     searcher = StudySearch(space, config, storage, seed_offset=len(config.resumed))
     left = config.total_trials - budget_used(searcher.study.get_trials(deepcopy=False))
