@@ -70,7 +70,7 @@ def _valid(op: str, cin: int, cout: int, k: int, stride: int, params: dict) -> b
 
 
 def sample_archs(space: str, n: int, seed: int = 0, input_shape: tuple[int, int, int] = (1, 32, 32),
-                 num_classes: int = 10) -> tuple[list[Arch], str]:
+                 num_classes: int = 10, backbone: str = "small") -> tuple[list[Arch], str]:
     """``n`` distinct archs from ``space`` (random sampling), and where they came from."""
     try:
         from spaces import get_space  # type: ignore[attr-defined]
@@ -80,7 +80,7 @@ def sample_archs(space: str, n: int, seed: int = 0, input_shape: tuple[int, int,
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sp = get_space(space, backbone="small", input_shape=input_shape, num_classes=num_classes)
+    sp = get_space(space, backbone=backbone, input_shape=input_shape, num_classes=num_classes)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     archs: dict[str, Arch] = {}
     for _ in range(50 * n):

@@ -3,8 +3,9 @@
 A network's latency is predicted as the sum of its layers' measured costs plus a fitted
 correction, the approach of nn-Meter (Zhang et al., MobiSys 2021: per-kernel latencies on the
 device, summed), which has no feature for grouped convolutions, so the kernels here are this
-project's own layers: stem, every layer (op -> BN -> ReLU [+ shortcut] [+ pool]) and the head,
-each keyed by its spec, input channels and input shape.
+project's own units: stem, every block (its layers, shortcut and merge, as built) and the head,
+each keyed by its spec and input shape, and timed in the network's inference form
+(``spaces.inference_model``: BN and permutations folded), which is what trials time.
 
 Per-layer costs are measured on this machine lazily -- the first time a layer is needed --
 with the reference-relative timer (``evaluators.interleave``: the layer alone, interleaved with
@@ -38,6 +39,7 @@ from .interleave import time_pairs
 from .reference import REFERENCE_NAME, reference_network
 
 __all__ = ["TABLE_FILE", "arch_at_shape", "predict_latency", "fit_correction", "layer_sum", "features", "unit_keys",
+           "unit_families",
            "table_path"]
 
 TABLE_FILE = "latency-table.json"
@@ -61,15 +63,23 @@ def arch_at_shape(arch: Any, shape: tuple[int, int, int] | None) -> Any:
 
 
 def unit_keys(arch: Any, batch: int) -> list[tuple[str, str, int]]:
-    """(key, kind, index) per stem / layer / head of ``arch``; the key is the layer's spec, its
-    input channels and input shape (and batch): equal keys cost the same."""
+    """(key, kind, index) per stem / block / head of ``arch``; the key is the unit's spec, its
+    input shape (and batch): equal keys cost the same. A block is the unit (its layers, shortcut
+    and merge run as one module), so format-2 archs are priced as they are built."""
     shapes = [tuple(arch.input_shape), *arch.feature_shapes()]
     out = [(json.dumps({"stem": arch.stem.to_dict(), "in": shapes[0], "b": batch}, sort_keys=True), "stem", 0)]
-    for i, spec in enumerate(arch.layers):
-        out.append((json.dumps({"layer": spec.to_dict(), "in": shapes[i + 1], "b": batch}, sort_keys=True), "layer", i))
+    for i, block in enumerate(arch.blocks):
+        out.append((json.dumps({"block": block.to_dict(), "in": shapes[i + 1], "b": batch}, sort_keys=True),
+                    "block", i))
     out.append((json.dumps({"head": arch.head.to_dict(), "in": shapes[-1], "k": arch.num_classes, "b": batch},
                            sort_keys=True), "head", 0))
     return out
+
+
+def unit_families(arch: Any) -> list[str]:
+    """The op family of each unit of ``unit_keys``: the stem's op, per block its layers' ops
+    (sorted, joined by ``+`` when a block mixes them), and ``head``."""
+    return [arch.stem.op, *("+".join(sorted({layer.op for layer in b.layers})) for b in arch.blocks), "head"]
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -91,11 +101,11 @@ def _lock() -> Any:
 def _measure_units(arch: Any, missing: list[tuple[str, str, int]], setting: str, runtime: str, threads: int,
                    batch: int, path: Path, seconds: float) -> None:
     """Time the ``missing`` units of ``arch`` (one round) and store them in the table."""
-    from spaces import build_model, condense_model
+    from spaces import build_model, inference_model
 
-    model = condense_model(build_model(arch, seed=0)).eval()
+    model = inference_model(build_model(arch, seed=0)).eval()  # the form trials time
     shapes = [tuple(arch.input_shape), *arch.feature_shapes()]
-    mods = {"stem": lambda i: model.stem, "layer": lambda i: model.layers[i], "head": lambda i: model.head}
+    mods = {"stem": lambda i: model.stem, "block": lambda i: model.layers[i], "head": lambda i: model.head}
     fmts = ("contiguous",) if runtime == "onnxruntime" else ("contiguous", "channels_last")
     gen = torch.Generator().manual_seed(0)
     fns: dict[str, Any] = {}
@@ -158,9 +168,8 @@ def features(arch: Any, families: Sequence[str], input_shape: tuple[int, int, in
     keys = unit_keys(arch, batch_size)
     entries = [units[f"{setting}|{k}"]["ms"] for k, _, _ in keys]
     fmt = min(entries[0], key=lambda f: sum(e[f] for e in entries))
-    ops = [arch.stem.op, *(layer.op for layer in arch.layers), "head"]
     per = {f: 0.0 for f in families}
-    for op, e in zip(ops, entries):
+    for op, e in zip(unit_families(arch), entries):
         if op in per:
             per[op] += e[fmt]
     return np.array([s, 1.0, *per.values()], dtype=np.float64)
@@ -176,7 +185,7 @@ def fit_correction(archs: Sequence[Any], measured_ms: Sequence[float], input_sha
     if len(archs) != len(measured_ms) or len(archs) < 3:
         raise ValueError("fit_correction needs at least 3 archs, each with its measured latency")
     shape = tuple(arch_at_shape(archs[0], input_shape).input_shape)
-    families = sorted({op for a in archs for op in [a.stem.op, *(layer.op for layer in a.layers)]})
+    families = sorted({f for a in archs for f in unit_families(a)} - {"head"})
     x = np.stack([features(a, families, shape, batch_size, threads, runtime, cache=cache) for a in archs])
     y = np.asarray(measured_ms, dtype=np.float64)
     penalty = np.zeros(x.shape[1])
