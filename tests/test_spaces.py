@@ -46,7 +46,7 @@ def test_catalog_names_and_reexports():
     assert spaces.SPACES is SPACES and spaces.get_space is get_space
     assert set(spaces.BACKBONES) == {"small", "vgg16", "resnet", "mobilenet", "resnet20", "resnet18", "resnet50",
                                      "resnext50", "mobilenet_v1", "mobilenet_v2", "shufflenet_v1", "shufflenet_v2",
-                                     "mobilefacenet"}
+                                     "mobilefacenet", "condensenet74", "igc_resnet18"}
     for name in OURS:
         assert get_space(name).name == name and get_space(name).backbone_name == "small"
 
