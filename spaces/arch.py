@@ -12,8 +12,10 @@ path) with its own shortcut, how the two are combined, and what follows the comb
   DenseNet / CondenseNet dense connectivity, which is ``identity`` + ``concat``).
 - ``split``: ShuffleNet v2's channel split: the identity shortcut takes the first half of the
   input channels, the main path the second half; combined by ``concat``.
-- ``act`` after the combination (``relu`` for ResNet, ``none`` for MobileNetV2's linear
-  bottleneck); ``shuffle``: groups of a channel shuffle after it (1 = none).
+- ``norm`` (``bn``/``none``) and ``act`` after the combination (``relu`` for ResNet, ``none`` for
+  MobileNetV2's linear bottleneck; BN + ReLU on CondenseNet's last concatenation); ``shuffle``:
+  groups of a channel shuffle after them (1 = none); ``pool``: a pool after all that (``avg``
+  2x2: CondenseNet's transitions, which pool the whole concatenation).
 
 A ``LayerSpec`` is one op from ``spaces.OPS`` with its parameters, out channels, kernel, stride,
 its normalisation (``bn``/``none``) and activation (``relu``, ``relu6``, ``prelu``, ``none``),
@@ -148,6 +150,8 @@ class BlockSpec:
     shuffle: int = 1
     proj_groups: int = 1
     branch: tuple[LayerSpec, ...] = ()
+    norm: str = "none"
+    pool: str = "none"
 
     def __post_init__(self) -> None:
         where = "block"
@@ -161,6 +165,8 @@ class BlockSpec:
         _one_of(where, "shortcut", self.shortcut, SHORTCUTS)
         _one_of(where, "combine", self.combine, COMBINES)
         _one_of(where, "act", self.act, ACTS)
+        _one_of(where, "norm", self.norm, NORMS)
+        _one_of(where, "pool", self.pool, POOLS)
         _require(where, "split", self.split, bool)
         for name in ("shuffle", "proj_groups"):
             _require(where, name, getattr(self, name), int)
@@ -175,9 +181,13 @@ class BlockSpec:
         return BlockSpec(**values)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field; ``norm`` and ``pool`` only when used (files written before them stay equal)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["layers"] = [l.to_dict() for l in self.layers]
         out["branch"] = [l.to_dict() for l in self.branch]
+        for name in ("norm", "pool"):
+            if out[name] == "none":
+                del out[name]
         return out
 
 

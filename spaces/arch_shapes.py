@@ -58,13 +58,19 @@ def _layer(spec: LayerSpec, shape: Shape, where: str, out: Walk, stem: bool = Fa
     h, w = math.ceil(h / spec.stride), math.ceil(w / spec.stride)
     out.all_layers.append((shape, spec.out_channels, spec.kernel_size))
     out.activations += spec.out_channels * h * w
-    if spec.pool in ("max", "avg"):
+    return _pooled((spec.out_channels, h, w), spec.pool, where)
+
+
+def _pooled(shape: Shape, pool: str, where: str) -> Shape:
+    """The shape after a layer's or a block's ``pool``."""
+    c, h, w = shape
+    if pool in ("max", "avg"):
         if h < 2 or w < 2:
             raise _err(where, "pool", f"feature map {h}x{w} is too small to pool")
-        h, w = h // 2, w // 2
-    elif spec.pool == "max3":
-        h, w = math.ceil(h / 2), math.ceil(w / 2)
-    return spec.out_channels, h, w
+        return c, h // 2, w // 2
+    if pool == "max3":
+        return c, math.ceil(h / 2), math.ceil(w / 2)
+    return shape
 
 
 def _stride_between(before: Shape, after: Shape) -> int | None:
@@ -122,7 +128,7 @@ def _block(block: BlockSpec, shape: Shape, where: str, index0: int, out: Walk) -
         result = (short[0] + main[0], main[1], main[2])
     if result[0] % block.shuffle:
         raise _err(where, "shuffle", f"{block.shuffle} groups do not divide {result[0]} channels")
-    return result
+    return _pooled(result, block.pool, where)
 
 
 def walk(arch: Arch) -> Walk:

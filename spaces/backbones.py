@@ -11,6 +11,10 @@ block structure, widths and strides and replaces the ops of the blocks' layers.
 - the papers' networks (``spaces.nets_resnet``, ``nets_mobile``, ``nets_shuffle``): ``resnet20``,
   ``resnet18``, ``resnet50``, ``resnext50``, ``mobilenet_v1``, ``mobilenet_v2``,
   ``shufflenet_v1`` (option ``groups``), ``shufflenet_v2``, ``mobilefacenet``.
+- ``condensenet74`` (``spaces.nets_dense``, options ``groups``, ``condense_factor``): CondenseNet-74,
+  dense stages of learned group convs, costed condensed.
+- ``igc_resnet18`` (``spaces.nets_igc``, options ``L``, ``M``, ``grow``): the IGC paper's ImageNet
+  ResNet-18 with IGC blocks and grouped projection shortcuts.
 
 ``width`` scales every channel count (to multiples of 8 unless a net says otherwise), so a
 space can trade grouping for width as IGC suggests. Options are keyword-only; an unknown one
@@ -23,6 +27,8 @@ import inspect
 from typing import Any, Callable
 
 from .arch import Arch, HeadSpec, LayerSpec
+from .nets_dense import condensenet74
+from .nets_igc import igc_resnet18
 from .nets_mobile import mobilefacenet, mobilenet_v1, mobilenet_v2
 from .nets_resnet import resnet18, resnet20, resnet50, resnext50
 from .nets_shuffle import shufflenet_v1, shufflenet_v2
@@ -77,6 +83,7 @@ BACKBONES: dict[str, Callable[..., Arch]] = {
     "resnet20": resnet20, "resnet18": resnet18, "resnet50": resnet50, "resnext50": resnext50,
     "mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mobilefacenet": mobilefacenet,
     "shufflenet_v1": shufflenet_v1, "shufflenet_v2": shufflenet_v2,
+    "condensenet74": condensenet74, "igc_resnet18": igc_resnet18,
 }
 
 

@@ -12,6 +12,13 @@
 - ``shuffle_v2`` (ShuffleNet V2, Ma et al., ECCV 2018): channel split, 1x1 -> 3x3 dw -> 1x1 on one
   half, concat, shuffle 2; stride 2: both branches read the input (the shortcut: 3x3 dw s2 -> 1x1).
 
+- ``dense`` (CondenseNet, Huang et al., CVPR 2018): pre-activation BN-ReLU-learned group 1x1
+  (``condense``, to ``bottleneck`` x growth) -> BN-ReLU-group 3x3 (to the growth rate), the input
+  concatenated in front (identity shortcut + concat); ``pool``/``norm``/``act`` after the concat
+  for a transition or the network's last BN-ReLU.
+- ``igc_basic`` (IGC, Zhang et al., ICCV 2017, ImageNet nets): ``basic`` with each 3x3 an IGC
+  (L primary partitions, M = C_out / L), a 1x1 projection with L groups where the width changes.
+
 A depthwise conv is the ``group`` op with groups = channels; a grouped layer with one group is
 the ``conv`` op (so a space sees the canonical form).
 """
@@ -20,7 +27,8 @@ from __future__ import annotations
 
 from .arch import BlockSpec, LayerSpec
 
-__all__ = ["conv", "dw", "basic", "bottleneck", "inverted", "separable", "shuffle_v1", "shuffle_v2"]
+__all__ = ["conv", "dw", "basic", "bottleneck", "inverted", "separable", "shuffle_v1", "shuffle_v2", "dense",
+           "igc_basic"]
 
 
 def conv(out: int, k: int = 1, stride: int = 1, groups: int = 1, *, act: str = "relu", shuffle: bool = False,
@@ -83,3 +91,18 @@ def shuffle_v2(cin: int, cout: int, stride: int) -> BlockSpec:
     layers = (conv(half, 1), dw(half, 2, act="none"), conv(half, 1))
     branch = (dw(cin, 2, act="none"), conv(cout - half, 1))
     return BlockSpec(layers, "branch", "concat", shuffle=2, branch=branch)
+
+
+def dense(growth: int, groups: int, condense_factor: int, bottleneck: int = 4, **after) -> BlockSpec:
+    """One dense layer; ``after``: the block's ``pool``, ``norm`` and ``act`` after the concat."""
+    learned = LayerSpec("condense", bottleneck * growth, 1, 1, {"groups": groups, "condense_factor": condense_factor},
+                        preact=True)
+    return BlockSpec((learned, conv(growth, 3, 1, groups, preact=True)), "identity", "concat", **after)
+
+
+def igc_basic(cin: int, cout: int, stride: int, L: int) -> BlockSpec:
+    def igc(act: str, s: int) -> LayerSpec:
+        return LayerSpec("igc", cout, 3, s, {"L": L, "M": cout // L}, act=act)
+    if cin == cout and stride == 1:
+        return BlockSpec((igc("relu", stride), igc("none", 1)), "identity", act="relu")
+    return BlockSpec((igc("relu", stride), igc("none", 1)), "projection", act="relu", proj_groups=L)

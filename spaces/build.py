@@ -9,7 +9,8 @@ Modules mirror the ``Arch``:
   BatchNorm is an ``.op`` / ``.bn`` pair a BN folder can find (``Block.project`` too).
 - ``Block`` (a ``BlockSpec`` with a shortcut or several layers): ``.layers`` (``Layer`` s),
   ``.project`` (a ``Layer``: 1x1 conv + BN, no act) / ``.pool`` / ``.branch``, then add or concat,
-  ``.act`` and a channel shuffle. A one-layer block without shortcut is built as its ``Layer``.
+  ``.norm``, ``.act``, a channel shuffle and ``.post_pool``. A one-layer block with nothing
+  around its layer is built as its ``Layer``.
 
 ``model.layers`` is every block in order (stages flattened); ``model.stem`` is a ``Layer``.
 The head is global average pooling or a global depthwise conv (GDC), then a linear layer.
@@ -114,8 +115,10 @@ class Block(nn.Module):
                 b.append(Layer(ls, bc))
                 bc = ls.out_channels
             self.branch = nn.ModuleList(b)
+        self.norm = nn.BatchNorm2d(out_channels) if spec.norm == "bn" else None
         self.act = make_act(spec.act, out_channels)
         self.shuffle = ChannelShuffle(spec.shuffle) if spec.shuffle > 1 else None
+        self.post_pool = _pool(spec.pool)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.split:
@@ -135,9 +138,13 @@ class Block(nn.Module):
                 for layer in self.branch:
                     short = layer(short)
             out = y + short if self.combine == "add" else torch.cat((short, y), 1)
+        if self.norm is not None:
+            out = self.norm(out)
         if self.act is not None:
             out = self.act(out)
-        return out if self.shuffle is None else self.shuffle(out)
+        if self.shuffle is not None:
+            out = self.shuffle(out)
+        return out if self.post_pool is None else self.post_pool(out)
 
 
 class Head(nn.Module):
@@ -160,7 +167,8 @@ class Head(nn.Module):
 
 
 def _block_module(spec: BlockSpec, in_channels: int, out_channels: int) -> nn.Module:
-    if len(spec.layers) == 1 and spec.shortcut == "none" and spec.act == "none" and spec.shuffle == 1:
+    if (len(spec.layers) == 1 and spec.shortcut == "none" and spec.act == "none" and spec.shuffle == 1
+            and spec.norm == "none" and spec.pool == "none"):
         return Layer(spec.layers[0], in_channels)
     return Block(spec, in_channels, out_channels)
 

@@ -54,7 +54,7 @@ def layer_label(spec: LayerSpec) -> str:
 
 
 def block_summary(block: Any) -> str:
-    """One line for a ``BlockSpec``: layers, shortcut, combination, act, shuffle."""
+    """One line for a ``BlockSpec``: layers, shortcut, combination, norm, act, shuffle, pool."""
     parts = [f"{len(block.layers)} layer{'s' if len(block.layers) > 1 else ''}", f"shortcut {block.shortcut}"]
     if block.shortcut == "projection" and block.proj_groups > 1:
         parts[-1] += f" (groups {block.proj_groups})"
@@ -64,8 +64,11 @@ def block_summary(block: Any) -> str:
         parts.append(block.combine)
     if block.split:
         parts.append("channel split")
-    if block.act != "none":
-        parts.append(f"then {block.act}")
+    after = [x for x in (block.norm, block.act) if x != "none"]
+    if after:
+        parts.append("then " + " ".join(after))
     if block.shuffle > 1:
         parts.append(f"shuffle {block.shuffle}")
+    if block.pool != "none":
+        parts.append(f"{block.pool} pool")
     return ", ".join(parts)

@@ -237,6 +237,53 @@ def test_preact_prelu_and_no_norm_layers():
     assert torch.allclose(y, torch.cat((x, h), 1), atol=1e-5)
 
 
+def test_dense_layer_transition_and_last_norm_match_reference():
+    """CondenseNet's dense layer (blocks.dense): BN-ReLU-learned 1x1 (masked dense weight, at its
+    final mask) -> BN-ReLU-group 3x3, input concatenated first; then the block's 2x2 average
+    pool (a transition) or its BN + ReLU (the net's last)."""
+    from spaces.blocks import dense
+    for after in ({"pool": "avg"}, {"norm": "bn", "act": "relu"}):
+        m, x, _ = _run(dense(4, 2, 2, **after), 8)
+        l0, l1 = m.layers
+        l0.op.schedule(1.0)
+        assert l0.op.mask.sum() == 2 * 4  # each of G = 2 groups keeps C_in / C = 4 inputs
+        with torch.no_grad():
+            y = m(x)
+            w = l0.op.weight * l0.op.full_mask()[:, :, None, None]
+            h = nn.functional.conv2d(torch.relu(_bn(l0.bn, x)), w)
+            h = _conv(l1, torch.relu(_bn(l1.bn, h)))
+        cat = torch.cat((x, h), 1)
+        assert l1.op.conv.groups == 2 and h.shape[1] == 4
+        ref = nn.functional.avg_pool2d(cat, 2) if "pool" in after else torch.relu(_bn(m.norm, cat))
+        assert torch.allclose(y, ref, atol=1e-5)
+
+
+def test_igc_basic_block_with_grouped_projection_matches_reference():
+    from spaces.blocks import igc_basic
+    m, x, y = _run(igc_basic(8, 16, 2, 4), 8)
+    l0, l1 = m.layers
+    assert [l.op.primary.groups for l in m.layers] == [4, 4] and m.project.op.conv.groups == 4
+    with torch.no_grad():
+        h = _bn(l1.bn, l1.op(torch.relu(_bn(l0.bn, l0.op(x)))))
+        s = _bn(m.project.bn, _conv(m.project, x, 2))
+    assert torch.allclose(y, torch.relu(h + s), atol=1e-5)
+
+
+def test_block_norm_and_pool_round_trip_and_validate():
+    from spaces.blocks import dense
+    arch = get_backbone("condensenet74", (3, 32, 32), 10)
+    assert Arch.from_json(arch.to_json()) == arch
+    blocks = [b for st in arch.to_dict()["stages"] for b in st]
+    assert [b.get("pool") for b in blocks].count("avg") == 4 and blocks[-1]["norm"] == "bn"
+    assert "pool" not in blocks[0] and "norm" not in blocks[0]  # defaults left out: older files stay equal
+    with pytest.raises(ArchError, match="field 'pool'"):
+        dense(4, 2, 2, pool="avg3")
+    with pytest.raises(ArchError, match="field 'norm'"):
+        dense(4, 2, 2, norm="ln")
+    with pytest.raises(ArchError, match="stage 0 block 0: field 'pool'.*too small"):
+        Arch((8, 1, 1), 2, LayerSpec("conv", 8, 1), ((dense(4, 2, 2, pool="avg"),),), HeadSpec())
+
+
 # -- size limits (issue 15) -------------------------------------------------------------
 def test_limits_refuse_huge_networks_before_building():
     stem = LayerSpec("conv", 8)

@@ -46,7 +46,7 @@ def test_catalog_names_and_reexports():
     assert spaces.SPACES is SPACES and spaces.get_space is get_space
     assert set(spaces.BACKBONES) == {"small", "vgg16", "resnet", "mobilenet", "resnet20", "resnet18", "resnet50",
                                      "resnext50", "mobilenet_v1", "mobilenet_v2", "shufflenet_v1", "shufflenet_v2",
-                                     "mobilefacenet"}
+                                     "mobilefacenet", "condensenet74", "igc_resnet18"}
     for name in OURS:
         assert get_space(name).name == name and get_space(name).backbone_name == "small"
 
@@ -411,3 +411,10 @@ def test_describe_prints_the_block_structure(capsys):
     assert "stage 0 block 0: 3 layers, shortcut branch (group g24 k3 -> conv k1), concat, shuffle 2" in out
     assert "stage 0 block 1: 3 layers, shortcut identity, concat, channel split, shuffle 2" in out
     assert "baselines: dense, " in out and "shufflenet_v2" in out
+    assert describe_main(["groups", "--backbone", "condensenet74", "--input-shape", "3,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "stage 0 block 3: 2 layers, shortcut identity, concat, avg pool" in out
+    assert "stage 4 block 7: 2 layers, shortcut identity, concat, then bn relu" in out
+    assert describe_main(["igc", "--backbone", "igc_resnet18", "--input-shape", "3,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "stage 1 block 0: 2 layers, shortcut projection (groups 200), add, then relu" in out
