@@ -14,11 +14,13 @@ ratios to the reference and ms (x the calibrated ``ref_ms``) in a per-machine ta
 ``$GROUPNAS_CACHE_DIR/latency-table.json`` (see ``evaluators.calibration``), reused across runs.
 A network is priced in the memory format whose layer sum is smaller: ``S = min_f sum_l t_l,f``.
 
-Correction (``fit_correction``): least squares (minimum-norm ``numpy.linalg.lstsq``) of the
-measured latency on ``[S, 1, S_op]`` -- the layer sum, a constant (framework overhead per
-call) and per op family the summed cost of its layers (a per-family scale for what a sum of
-isolated layers misses: caches warm across layers, fused graphs on onnxruntime), the family
-terms shrunk by a ridge penalty towards ``a S + b``. Fitted per setting on archs the caller measured, stored in the same table;
+Correction (``fit_correction``): least squares in relative error (rows weighted by
+1/measured; minimum-norm ``numpy.linalg.lstsq``) of the measured latency on ``[S, 1, S_op]`` --
+the layer sum, a constant (framework overhead per call) and per op family the summed cost of
+its layers (a block's cost split evenly among its layers' ops; a per-family scale for what a
+sum of isolated units misses: caches warm across layers, fused graphs on onnxruntime), the
+family terms shrunk by a ridge penalty towards ``a S + b`` whose strength is chosen by
+leave-one-out error on the fit set. Fitted per setting on archs the caller measured, stored in the same table;
 without a fit the prediction is ``S``. ``predict_latency`` never measures a network.
 """
 
@@ -39,7 +41,7 @@ from .interleave import time_pairs
 from .reference import REFERENCE_NAME, reference_network
 
 __all__ = ["TABLE_FILE", "arch_at_shape", "predict_latency", "fit_correction", "layer_sum", "features", "unit_keys",
-           "unit_families",
+           "unit_families", "arch_families", "RIDGES",
            "table_path"]
 
 TABLE_FILE = "latency-table.json"
@@ -76,10 +78,21 @@ def unit_keys(arch: Any, batch: int) -> list[tuple[str, str, int]]:
     return out
 
 
-def unit_families(arch: Any) -> list[str]:
-    """The op family of each unit of ``unit_keys``: the stem's op, per block its layers' ops
-    (sorted, joined by ``+`` when a block mixes them), and ``head``."""
-    return [arch.stem.op, *("+".join(sorted({layer.op for layer in b.layers})) for b in arch.blocks), "head"]
+def unit_families(arch: Any) -> list[dict[str, float]]:
+    """Per unit of ``unit_keys``, the share of its cost given to each op family: the stem's op,
+    a block's cost split evenly among its layers' ops, and ``head``."""
+    out: list[dict[str, float]] = [{arch.stem.op: 1.0}]
+    for block in arch.blocks:
+        share: dict[str, float] = {}
+        for layer in block.layers:
+            share[layer.op] = share.get(layer.op, 0.0) + 1.0 / len(block.layers)
+        out.append(share)
+    return [*out, {"head": 1.0}]
+
+
+def arch_families(arch: Any) -> set[str]:
+    """The op families of ``arch``'s stem and layers."""
+    return {f for share in unit_families(arch) for f in share} - {"head"}
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -169,31 +182,61 @@ def features(arch: Any, families: Sequence[str], input_shape: tuple[int, int, in
     entries = [units[f"{setting}|{k}"]["ms"] for k, _, _ in keys]
     fmt = min(entries[0], key=lambda f: sum(e[f] for e in entries))
     per = {f: 0.0 for f in families}
-    for op, e in zip(unit_families(arch), entries):
-        if op in per:
-            per[op] += e[fmt]
+    for share, e in zip(unit_families(arch), entries):
+        for op, frac in share.items():
+            if op in per:
+                per[op] += frac * e[fmt]
     return np.array([s, 1.0, *per.values()], dtype=np.float64)
+
+
+def _solve(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """Least squares of ``y`` on ``x`` in relative terms (rows weighted by 1/y), the family
+    columns (2:) shrunk by ``ridge`` (``inf``: dropped, i.e. ``a S + b``)."""
+    w = 1.0 / y
+    xw, yw = x * w[:, None], y * w
+    if not np.isfinite(ridge) or x.shape[1] <= 2:
+        coef = np.zeros(x.shape[1])
+        coef[:2] = np.linalg.lstsq(xw[:, :2], yw, rcond=None)[0]
+        return coef
+    penalty = np.zeros(x.shape[1])
+    penalty[2:] = ridge * len(y) * max(float(np.mean(xw[:, 2:] ** 2)), 1e-12)
+    a = np.vstack([xw, np.diag(np.sqrt(penalty))])  # ridge as extra rows; lstsq keeps it minimum-norm
+    return np.linalg.lstsq(a, np.concatenate([yw, np.zeros(x.shape[1])]), rcond=None)[0]
+
+
+def _loo_error(x: np.ndarray, y: np.ndarray, ridge: float) -> float:
+    """Median relative error of leave-one-out predictions."""
+    errs = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        errs.append(abs(float(x[i] @ _solve(x[keep], y[keep], ridge)) - y[i]) / y[i])
+    return float(np.median(errs))
+
+
+RIDGES = (0.0, 0.1, 1.0, 10.0, float("inf"))
 
 
 def fit_correction(archs: Sequence[Any], measured_ms: Sequence[float], input_shape: tuple[int, int, int] | None = None,
                    batch_size: int = 1, threads: int = 1, runtime: str = "torch", *,
-                   cache: str | None = None, ridge: float = 10.0) -> dict[str, Any]:
+                   cache: str | None = None, ridge: float | None = None) -> dict[str, Any]:
     """Fit the correction on ``archs`` and their measured latency; store and return it.
 
-    ``ridge`` shrinks the per-family terms towards 0 (i.e. towards ``a S + b``), in units of the
-    mean squared family feature times the number of archs; ``ridge=0``: plain least squares."""
+    The fit minimises relative error (rows weighted by 1/measured: a 4 ms net counts as much as
+    a 100 ms one). ``ridge`` shrinks the per-family terms towards 0 (i.e. towards ``a S + b``),
+    in units of their mean squared weighted feature times the number of archs; ``0``: plain
+    least squares; ``inf``: ``a S + b`` only; None (default): the value of ``RIDGES`` with the
+    smallest leave-one-out error on ``archs`` (so the choice never sees a held-out arch)."""
     if len(archs) != len(measured_ms) or len(archs) < 3:
         raise ValueError("fit_correction needs at least 3 archs, each with its measured latency")
     shape = tuple(arch_at_shape(archs[0], input_shape).input_shape)
-    families = sorted({f for a in archs for f in unit_families(a)} - {"head"})
+    families = sorted({f for a in archs for f in arch_families(a)})
     x = np.stack([features(a, families, shape, batch_size, threads, runtime, cache=cache) for a in archs])
     y = np.asarray(measured_ms, dtype=np.float64)
-    penalty = np.zeros(x.shape[1])
-    if ridge > 0 and x.shape[1] > 2:
-        penalty[2:] = ridge * len(y) * max(float(np.mean(x[:, 2:] ** 2)), 1e-12)
-    a = np.vstack([x, np.diag(np.sqrt(penalty))])  # ridge as extra rows; lstsq keeps it minimum-norm
-    coef = np.linalg.lstsq(a, np.concatenate([y, np.zeros(x.shape[1])]), rcond=None)[0]
-    fit = {"families": families, "coef": [float(c) for c in coef], "n": len(archs), "ridge": ridge,
+    loo = {r: _loo_error(x, y, r) for r in RIDGES} if ridge is None else {}
+    chosen = min(loo, key=lambda r: (loo[r], -r)) if ridge is None else ridge
+    coef = _solve(x, y, chosen)
+    fit = {"families": families, "coef": [float(c) for c in coef], "n": len(archs), "ridge": chosen,
+           "loo_median_rel": {str(r): e for r, e in loo.items()},
            "residual_median_rel": float(np.median(np.abs(x @ coef - y) / y))}
     path = table_path(cache)
     doc = _load(path)

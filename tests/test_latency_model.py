@@ -102,3 +102,26 @@ def test_missing_layers_are_measured_once_and_kept():
     assert lm.layer_sum(arch) == pytest.approx(s, rel=1e-12)  # read back, not remeasured
     # at another input shape the same arch has other layers (larger maps): measured anew, and slower
     assert lm.layer_sum(arch, (1, 32, 32), seconds=0.05) > s
+
+
+def test_default_ridge_is_chosen_by_leave_one_out_and_recovers_an_exact_law(monkeypatch):
+    archs = _archs()
+    _fill_table(archs)
+    monkeypatch.setattr(lm, "_measure_units", lambda *a, **k: pytest.fail("nothing should be measured"))
+    fit = lm.fit_correction(archs[:6], [_truth(a) for a in archs[:6]])
+    assert fit["ridge"] == 0.0 and set(fit["loo_median_rel"]) == {str(r) for r in lm.RIDGES}
+    assert lm.predict_latency(archs[7]) == pytest.approx(_truth(archs[7]), rel=1e-4)
+    # a law with no family term: a S + b; shrinking the family terms away loses nothing
+    fit = lm.fit_correction(archs[:6], [2.0 * lm.layer_sum(a) + 0.1 for a in archs[:6]])
+    assert lm.predict_latency(archs[8]) == pytest.approx(2.0 * lm.layer_sum(archs[8]) + 0.1, rel=1e-4)
+
+
+def test_blocks_are_the_units_of_a_block_backbone():
+    arch = get_backbone("resnet20", (3, 32, 32), 10)
+    keys = lm.unit_keys(arch, 1)
+    assert [k for _, k, _ in keys] == ["stem", *["block"] * len(arch.blocks), "head"]
+    assert len(arch.layers) > len(arch.blocks)          # two 3x3 layers per basic block, one unit
+    mixed = arch.replace_layer(1, arch.layers[1].replace(op="group", params={"groups": 2}))
+    shares = lm.unit_families(mixed)
+    assert shares[1] == {"conv": 0.5, "group": 0.5} and shares[2] == {"conv": 1.0}
+    assert lm.arch_families(mixed) == {"conv", "group"}
