@@ -49,7 +49,8 @@ def _archs(n: int, seed: int, shape: tuple[int, int, int], exclude: set[str],
 
 def _report(label: str, pred: np.ndarray, meas: np.ndarray) -> None:
     rel = np.abs(pred - meas) / meas
-    print(f"{label:<22} within +-10 %: {100 * np.mean(rel <= 0.10):5.1f} %   Spearman {spearmanr(pred, meas).statistic:.3f}"
+    rho = spearmanr(pred, meas).statistic
+    print(f"{label:<22} within +-10 %: {100 * np.mean(rel <= 0.10):5.1f} %   Spearman {rho:.3f}"
           f"   median error {100 * np.median(rel):4.1f} %   p90 error {100 * np.quantile(rel, 0.9):4.1f} %")
 
 
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_set, _ = _archs(args.fit, 1, shape, set(), backbones)
     test_set, tags = _archs(args.test, 2, shape, {a.to_json() for a in fit_set}, backbones)
     print(f"{len(fit_set)} fit + {len(test_set)} test archs from 'mixed' ({', '.join(backbones)}), shape {args.shape}, "
-          f"batch 1, 1 thread, runtime {args.runtime}; {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}", flush=True)
+          f"batch 1, 1 thread, runtime {args.runtime}; {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}",
+          flush=True)
     with tempfile.TemporaryDirectory(prefix="groupnas-lm-") as tmp:
         cache = args.keep or tmp
         os.environ["GROUPNAS_CACHE_DIR"] = cache  # calibration and table fresh, side by side
