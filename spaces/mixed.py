@@ -1,15 +1,17 @@
 """The ``mixed`` space: per layer, the op family itself, then that family's choices.
 
-The union of ``conv`` (dense K x K), ``group`` (+ shuffle), ``dwsep`` (depthwise K x K then
-pointwise 1x1: Xception, Chollet, CVPR 2017; MobileNet, Howard et al., 2017; params
-C_in*K^2 + C_in*C_out), ``igc``, ``hetconv``, ``decomp``, ``inception`` (1x1 | 3x3 | two 3x3
-| [pool + 1x1], GoogLeNet / Inception v3), ``bottleneck`` (1x1 reduce by r, K x K with g
+The union of ``conv`` (dense K x K), ``group`` (+ shuffle), ``dwsep`` (depthwise K x K, BN +
+ReLU, pointwise 1x1: MobileNet, Howard et al., 2017, Fig. 3; params C_in*K^2 + C_in*C_out),
+``igc``, ``hetconv``, ``decomp``, ``inception`` (1x1 | 1x1 -> 3x3 | 1x1 -> two 3x3 | [pool +
+1x1], GoogLeNet Fig. 2b / Inception v3 Fig. 5), ``bottleneck`` (1x1 reduce by r, K x K with g
 groups, 1x1 expand: ResNet / ResNeXt) and every family added with ``register_mixed_family``
-(the learned-grouping ops). Per layer the first parameter is ``layerN.op``.
+(the learned-grouping ops). Per layer the first parameter is ``layerN.op``. The composite ops
+are offered in their papers' form, BN + ReLU between their parts (``spaces.ops.inner``).
 
 Counting: options that build the same layer are kept once, for the first family in
 ``MIXED_FAMILIES`` order (``conv`` first: ``group`` g=1, ``hetconv`` P=1, ``decomp`` none and
-3x3 stack are the dense conv; ``igc`` L=C_in=C_out is ``dwsep``). So ``size`` is the number of
+3x3 stack are the dense conv; ``igc`` L=C_in=C_out is the linear ``dwsep``, a different
+network from the paper-form ``dwsep``). So ``size`` is the number of
 distinct Archs and ``layerN.op`` never has two values that build the same layer. Functionally
 close modules stay distinct (IGC L=1 = dense conv + a per-channel scale; an inception 3x3
 branch is not a conv).

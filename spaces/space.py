@@ -31,7 +31,7 @@ apart: ``layer3.bottleneck_g|bottleneck_r=2``, ``layer0.groups|width=1.5``.
 Distinct options of a layer build distinct ``LayerSpec`` s: families emit canonical forms
 (``groups=1`` is ``conv``; a shuffle only where it moves channels; HetConv ``P=1`` is ``conv``;
 a 3x3 "stacked" into one 3x3 is ``conv``; IGC with ``L = C_in = C_out``, ``M = 1`` is
-``dwsep``), and a space keeps the first of options that build the same layer. So ``size``
+``dwsep`` with ``linear=True``), and a space keeps the first of options that build the same layer. So ``size``
 (sum over widths of the product over layers of the option counts) is the number of distinct
 ``Arch`` es. Functional equivalences between different modules are not merged (e.g. a
 shuffle right before global pooling); the family modules document theirs.

@@ -171,7 +171,8 @@ def raw_layers(cin: int, cout: int, kernels: tuple[int, ...], families: set[str]
             continue
         p = dict(params)
         # merges: a shuffle with 1 or C_out groups is the identity; 1 group is the dense conv;
-        # HetConv P = 1 is dense; a 3x3 stacked is one 3x3; IGC with L = C_in = C_out is dwsep.
+        # HetConv P = 1 is dense; a 3x3 stacked is one 3x3; IGC with L = C_in = C_out is the
+        # linear dwsep (no BN + ReLU between its parts; the paper-form dwsep is another network).
         if op == "group":
             if p["groups"] in (1, cout):
                 p["shuffle"] = False
@@ -182,7 +183,7 @@ def raw_layers(cin: int, cout: int, kernels: tuple[int, ...], families: set[str]
         if op == "decomp" and p["mode"] == "stack" and k == 3:
             op, p = "conv", {}
         if op == "igc" and p["M"] == 1 and p["L"] == cin:
-            op, p = "dwsep", {}
+            op, p = "dwsep", {"linear": True}
         ok.add((op, k, tuple(sorted(p.items()))))
     return ok
 
@@ -246,7 +247,7 @@ def test_merged_spellings_compute_the_same_function():
     with torch.no_grad():
         list(b.parameters())[0].copy_(list(a.parameters())[0])
     assert torch.allclose(a(x), b(x), atol=1e-6)
-    a, b = make_op("igc", 8, 8, 3, 1, L=8, M=1), make_op("dwsep", 8, 8, 3, 1)
+    a, b = make_op("igc", 8, 8, 3, 1, L=8, M=1), make_op("dwsep", 8, 8, 3, 1, linear=True)
     with torch.no_grad():
         b.depthwise.weight.copy_(a.primary.weight)
         b.pointwise.weight.copy_(a.secondary.weight)
@@ -366,7 +367,8 @@ def test_sizes_on_small_backbone():
     assert get_space("igc").size == get_space("hetconv").size == math.prod(2 * n for n in d) == 4515840
     assert get_space("decomp").size == 8 ** 6
     mixed_fams = ["conv", "group", "dwsep", "igc", "hetconv", "decomp", "inception", "bottleneck"]
-    assert get_space("mixed", families=mixed_fams).size == 61 * 65 * 73 * 77 * 85 * 89
+    # where C_in = C_out, IGC's L = C (M = 1) is the linear dwsep, not the paper-form dwsep: +1 per kernel
+    assert get_space("mixed", families=mixed_fams).size == 61 * (65 + 2) * 73 * (77 + 2) * 85 * (89 + 2)
     assert set(mixed_fams) <= set(MIXED_FAMILIES)
 
 

@@ -57,7 +57,7 @@ def test_divisibility_invariants(shape):
             p = dict(o.layer.params)
             assert p["L"] * p["M"] == cout and cin % p["L"] == 0
         else:
-            assert o.layer.op == "dwsep" and L == cin == cout
+            assert o.layer.op == "dwsep" and dict(o.layer.params) == {"linear": True} and L == cin == cout
     for o in fams["hetconv"].options(shape):
         P = dict(o.choice)["hetconv_P"]
         assert cin % P == 0 and cout % P == 0
