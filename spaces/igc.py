@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .block_choices import make_block_choices
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors
 
 __all__ = ["IGCFamily", "igc_space", "IGC_L_BASELINES", "IGC_M_BASELINES"]
@@ -69,6 +70,8 @@ def _by_M(k: int, M: int) -> BaselineRule:
 
 
 def igc_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
-              widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5)) -> Space:
+              widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5),
+              block_choices: Sequence[str] = ("expand", "proj_groups")) -> Space:
     """The ``igc`` space (see the module docstring)."""
-    return Space("igc", [IGCFamily(kernels)], backbone, input_shape, num_classes, widths)
+    return Space("igc", [IGCFamily(kernels)], backbone, input_shape, num_classes, widths,
+                 block_choices=make_block_choices(block_choices))

@@ -26,6 +26,7 @@ from .groups import GroupFamily
 from .hetconv import HetConvFamily
 from .igc import IGCFamily
 from .learned import CondenseFamily, DGCFamily, FLGCFamily
+from .block_choices import make_block_choices
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, SpaceError, divisors
 
 __all__ = ["ConvFamily", "DwsepFamily", "InceptionFamily", "BottleneckFamily", "MIXED_FAMILIES",
@@ -120,7 +121,8 @@ def register_mixed_family(cls: type[Family]) -> type[Family]:
 
 def mixed_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
                 widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5),
-                families: Sequence[str] | None = None) -> Space:
+                families: Sequence[str] | None = None,
+                block_choices: Sequence[str] = ("expand", "proj_groups")) -> Space:
     """The ``mixed`` space; ``families`` picks a subset of ``MIXED_FAMILIES`` (default: all)."""
     names = list(MIXED_FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in MIXED_FAMILIES]
@@ -129,4 +131,5 @@ def mixed_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32
                          f"{', '.join(MIXED_FAMILIES)}")
     order = [n for n in MIXED_FAMILIES if n in names]
     return Space("mixed", [MIXED_FAMILIES[n](kernels=kernels) for n in order], backbone, input_shape,
-                 num_classes, widths)
+                 num_classes, widths,
+                 block_choices=make_block_choices(block_choices))

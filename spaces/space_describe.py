@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .choice_tree import fmt as _fmt
@@ -38,7 +37,7 @@ def describe_space(self: Any) -> str:
             for r, row in enumerate(rows):
                 count = f"{len(opts):>6}" if r == 0 else ""
                 lines.append(((head if r == 0 else " " * len(head)) + f"{row:<{cw}}{count}").rstrip())
-        lines.append(f"product at width {w}: {math.prod(self._counts[w])}")
+        lines.append(f"product at width {w}: {self.width_size(w)}")
     lines.append(f"parameters: {len(self.param_names())} names, e.g. {', '.join(self.param_names()[:5])}")
     lines.append(f"baselines: {', '.join(self.baseline_params()) or 'none'}")
     lines.append(f"size: {self.size} distinct configurations (~{self.size:.3g})")

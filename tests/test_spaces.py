@@ -403,8 +403,10 @@ def test_shufflenet_groups_baseline_is_the_paper_and_projection_blocks_stay():
     space = get_space("groups", backbone="shufflenet_v1", input_shape=(3, 32, 32))
     arch = space.baselines()["shufflenet_v1"]
     assert [b.shortcut for b in arch.blocks][:2] == ["avgpool", "identity"]
-    g4 = space.baselines()["group-g4"]
-    assert [b.shortcut for b in g4.blocks] == [b.shortcut for b in arch.blocks]
+    dense = space.baselines()["dense"]  # groups per stage (spaces.block_choices): g = 1 in every stage
+    assert [b.shortcut for b in dense.blocks] == [b.shortcut for b in arch.blocks]
+    assert {space.params_of(dense)[f"stage{s}.groups"] for s in range(3)} == {1}
+    assert "group-g4" not in space.baselines()  # one g for every 1x1 and 3x3 is not a per-stage choice
 
 
 def test_describe_prints_the_block_structure(capsys):
