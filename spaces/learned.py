@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .groups import GroupFamily
 from .block_choices import make_block_choices
+from .groups import GroupFamily
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, SpaceError
 
 __all__ = ["CondenseFamily", "FLGCFamily", "DGCFamily", "learned_space",

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .block_choices import make_block_choices
 from .decomp import DecompFamily
 from .groups import GroupFamily
 from .hetconv import HetConvFamily
 from .igc import IGCFamily
 from .learned import CondenseFamily, DGCFamily, FLGCFamily
-from .block_choices import make_block_choices
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, SpaceError, divisors
 
 __all__ = ["ConvFamily", "DwsepFamily", "InceptionFamily", "BottleneckFamily", "MIXED_FAMILIES",

@@ -40,7 +40,6 @@ shuffle right before global pooling); the family modules document theirs.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from .arch import Arch, LayerSpec
 from .arch_shapes import kernel_fits
 from .backbones import get_backbone
 from .block_choices import BlockChoice, Unit, compose, same_skeleton
+from .space_units import find_units, unit_values
 from .choice_tree import ChoiceValue, Node as _Node, build_tree as _build, match_value as _match
 from .choice_tree import name_nodes as _name_nodes, vkey as _vkey, walk_tree as _walk
 from .labels import layer_label, register_label
@@ -202,7 +202,7 @@ class Space:
         self.num_classes = first.num_classes
         self.n_layers = len(first.layers)
         self._multi = len(self.families) > 1
-        self._units = self._find_units()
+        self._units = find_units(self.name, self.templates, self.block_choices)
         self._global_keys = frozenset({"width"} | {u.name for us in self._units.values() for u in us})
         # per layer, all widths and unit values: leaf index -> option, width, unit value, path
         self._options: list[list[Option]] = []
@@ -254,38 +254,6 @@ class Space:
                                   l.residual or block.shortcut != "none", pos))
         return out
 
-    def _find_units(self) -> dict[float, list[Unit]]:
-        """Every width's block-choice units with two or more values, in block order; a unit's
-        name is qualified with ``|width=`` where its values differ from the most common list."""
-        found: dict[float, list[Unit]] = {}
-        for w in self.widths:
-            t, units, claimed = self.templates[w], [], {}
-            for choice in self.block_choices:
-                for u in choice.units(t):
-                    if len(u.values) < 2:
-                        continue
-                    if u.rewrite(u.own) != u.blocks:
-                        raise RuntimeError(f"block choice '{choice.key}': {u.name} at its own value "
-                                           "does not give the backbone's blocks")
-                    for b in range(u.first, u.first + len(u.blocks)):
-                        if b in claimed:
-                            raise SpaceError(f"space '{self.name}': block choices {claimed[b]} and {u.name} "
-                                             f"both rewrite block {b}")
-                        claimed[b] = u.name
-                    units.append(u)
-            found[w] = sorted(units, key=lambda u: u.first)
-        by_name: dict[str, list[tuple[float, Unit]]] = {}
-        for w, units in found.items():
-            for u in units:
-                by_name.setdefault(u.name, []).append((w, u))
-        for name, entries in by_name.items():
-            sigs = [tuple(_vkey(v) for v in u.values) for _, u in entries]
-            top = max(sigs, key=sigs.count)
-            for (w, u), sig in zip(entries, sigs):
-                if sig != top:
-                    found[w][found[w].index(u)] = dataclasses.replace(u, name=f"{name}|width={w}")
-        return found
-
     def _unit_layer0(self, width: float, unit: Unit) -> int:
         t = self.templates[width]
         return sum(len(b.layers) for b in t.blocks[:unit.first])
@@ -335,7 +303,8 @@ class Space:
                 except OpConfigError as err:
                     if pointwise:
                         continue
-                    raise RuntimeError(f"family '{fam.name}' offered an impossible layer {o} at {shape}: {err}") from None
+                    raise RuntimeError(f"family '{fam.name}' offered an impossible layer {o} "
+                                       f"at {shape}: {err}") from None
                 if o.layer in seen or not kernel_fits(o.layer.kernel_size, shape.height, shape.width):
                     continue  # the same layer as an earlier option (counted once), or too wide a kernel
                 if pointwise and o.layer.kernel_size != 1:
@@ -492,35 +461,20 @@ class Space:
             node = node.children[_vkey(v)]
         return out
 
-    def _unit_values(self, width: float, arch: Arch) -> dict[str, ChoiceValue] | None:
-        """The value of each unit at ``width`` whose rewrite has ``arch``'s skeleton, or ``None``."""
-        out: dict[str, ChoiceValue] = {}
-        for u in self._units[width]:
-            mine = arch.blocks[u.first:u.first + len(u.blocks)]
-            have = [LayerOp.from_spec(l) for b in mine for l in b.layers]
-            for v in u.values:
-                blocks = u.rewrite(v)
-                want = [LayerOp.from_spec(l) for b in blocks for l in b.layers]
-                if (all(same_skeleton(b, m) for b, m in zip(blocks, mine))
-                        and all(want[k] == have[k] for k in u.fixed)):
-                    out[u.name] = v
-                    break
-            else:
-                return None
-        return out
-
     def params_of(self, arch: Arch) -> dict[str, ChoiceValue]:
         """The parameter dict that yields ``arch``; ``SpaceError`` if ``arch`` is not in the space."""
         for w, t in self.templates.items():
             if len(arch.layers) != len(t.layers) or len(arch.blocks) != len(t.blocks):
                 continue
-            values = self._unit_values(w, arch)
+            values = unit_values(self._units[w], arch)
             if values is None:
                 continue
             in_units = {u.first + k for u in self._units[w] for k in range(len(u.blocks))}
-            if not all(same_skeleton(t.blocks[b], arch.blocks[b]) for b in range(len(t.blocks)) if b not in in_units):
+            if not all(same_skeleton(t.blocks[b], arch.blocks[b]) for b in range(len(t.blocks))
+                       if b not in in_units):
                 continue
-            if (arch.input_shape, arch.num_classes, arch.stem, arch.head) != (t.input_shape, t.num_classes, t.stem, t.head):
+            ends = (arch.input_shape, arch.num_classes, arch.stem, arch.head)
+            if ends != (t.input_shape, t.num_classes, t.stem, t.head):
                 continue
             params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
             params.update(values)

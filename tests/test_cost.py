@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from evaluators.cost import count_macs, count_params
-from spaces import Arch, HeadSpec, LayerSpec, build_model, get_backbone, make_op
+from spaces import Arch, HeadSpec, build_model, get_backbone, make_op
 
 torch.set_num_threads(1)
 
