@@ -195,3 +195,42 @@ def test_every_unit_at_its_own_value_is_the_backbone():
                     new = u.rewrite(v)
                     assert [len(b.layers) for b in new] == [len(b.layers) for b in u.blocks]
                     assert [b.layers[-1].out_channels for b in new] == [b.layers[-1].out_channels for b in u.blocks]
+
+
+# -- inference form and export of members a block choice made ------------------------------
+def _randomised(arch: Arch) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(0)
+    model = build_model(arch)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(0.3 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+                m.weight.copy_(0.5 + torch.rand(n, generator=g))
+                m.bias.copy_(0.3 * torch.randn(n, generator=g))
+    return model.eval()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("space, backbone, want", [
+    ("igc", "resnet20", {"block3.proj_groups": 4, "block6.proj_groups": 8}),
+    ("groups", "shufflenet_v1", {"stage0.groups": 2, "stage1.groups": 8, "stage2.groups": 1}),
+    ("hetconv", "mobilenet_v2", {f"block{b}.expand": 3 for b in range(1, 17)}),
+])
+def test_block_choice_members_fold_and_export_with_parity(space, backbone, want, tmp_path):
+    from search.onnx_export import check_parity, export_onnx
+    from spaces import inference_model
+
+    s = get_space(space, backbone=backbone, input_shape=CIFAR)
+    arch = s.sample(FixedTrial(want))
+    assert all(s.params_of(arch)[k] == v for k, v in want.items())
+    model = _randomised(arch)
+    fast = inference_model(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(2, *CIFAR)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)
+    path = tmp_path / "m.onnx"
+    export_onnx(fast, CIFAR, path)
+    assert check_parity(model, path, CIFAR).ok
