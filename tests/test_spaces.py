@@ -97,7 +97,7 @@ def test_draws_valid_roundtrip_build_and_cover(name):
 def test_mixed_every_option_of_every_layer_is_reached():
     space = get_space("mixed")
     reached = [set() for _ in range(space.n_layers)]
-    for trial, arch in draw(space, 2500, seed=2):
+    for _trial, arch in draw(space, 2500, seed=2):
         for j, layer in enumerate(arch.layers):
             reached[j].add(LayerOp.from_spec(layer))
     for j in range(space.n_layers):
@@ -110,7 +110,7 @@ def test_mixed_is_define_by_run():
     """Only the chosen family's parameters are suggested, and ``layerN.op`` always is."""
     space = get_space("mixed")
     for trial, arch in draw(space, 60, seed=3):
-        for j, layer in enumerate(arch.layers):
+        for j in range(len(arch.layers)):
             names = {k.split("|")[0] for k in trial.params if k.startswith(f"layer{j}.")}
             assert f"layer{j}.op" in names
             family_keys = {"group": {"groups", "shuffle"}, "igc": {"igc_L"}, "hetconv": {"hetconv_P"},

@@ -81,7 +81,7 @@ def test_shapes_line_up(cin, cout, stride, hw, data):
 
 
 # -- (space, backbone) pairs -----------------------------------------------------------
-from functools import lru_cache  # noqa: E402
+from functools import cache  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -89,7 +89,7 @@ from spaces import BACKBONES, Arch, build_model, get_space  # noqa: E402
 from spaces.catalog import SPACES  # noqa: E402
 
 
-@lru_cache(maxsize=None)
+@cache
 def _space(name: str, backbone: str):
     return get_space(name, backbone=backbone, input_shape=(3, 32, 32), num_classes=10)
 
