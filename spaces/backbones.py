@@ -7,7 +7,7 @@ block structure, widths and strides and replaces the ops of the blocks' layers.
 - ``vgg16``: VGG-16 for 32x32 inputs as in the HetConv paper (13 convs, 5 max-pools,
   313.7 M MACs on 3x32x32, Table 1 of Singh et al., CVPR 2019).
 - ``resnet``, ``mobilenet``: the small ResNet-style (3 stages of 3 one-layer residual layers)
-  and MobileNet-style (13 depthwise separable ops, no BN between their parts) search skeletons.
+  and MobileNet-style (13 depthwise separable ops, BN + ReLU between their parts) search skeletons.
 - the papers' networks (``spaces.nets_resnet``, ``nets_mobile``, ``nets_shuffle``): ``resnet20``,
   ``resnet18``, ``resnet50``, ``resnext50``, ``mobilenet_v1``, ``mobilenet_v2``,
   ``shufflenet_v1`` (option ``groups``), ``shufflenet_v2``, ``mobilefacenet``.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .block_choices import make_block_choices
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space
 
 __all__ = ["DecompFamily", "decomp_space", "MODES"]
@@ -53,6 +54,8 @@ class DecompFamily(Family):
 
 
 def decomp_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
-                 widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5, 7)) -> Space:
+                 widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5, 7),
+                 block_choices: Sequence[str] = ("expand",)) -> Space:
     """The ``decomp`` space (see the module docstring)."""
-    return Space("decomp", [DecompFamily(kernels)], backbone, input_shape, num_classes, widths)
+    return Space("decomp", [DecompFamily(kernels)], backbone, input_shape, num_classes, widths,
+                 block_choices=make_block_choices(block_choices))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .block_choices import make_block_choices
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors
 
 __all__ = ["GroupFamily", "groups_space", "GROUP_BASELINES"]
@@ -62,6 +63,8 @@ def _uniform(k: int, g: int, shuffle: bool) -> BaselineRule:
 
 
 def groups_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
-                 widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3,)) -> Space:
+                 widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3,),
+                 block_choices: Sequence[str] = ("expand", "proj_groups", "groups")) -> Space:
     """The ``groups`` space (see the module docstring)."""
-    return Space("groups", [GroupFamily(kernels)], backbone, input_shape, num_classes, widths)
+    return Space("groups", [GroupFamily(kernels)], backbone, input_shape, num_classes, widths,
+                 block_choices=make_block_choices(block_choices))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .block_choices import make_block_choices
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors
 
 __all__ = ["HetConvFamily", "hetconv_space", "HETCONV_BASELINES"]
@@ -49,6 +50,8 @@ def _uniform(k: int, P: int) -> BaselineRule:
 
 
 def hetconv_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
-                  widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5)) -> Space:
+                  widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5),
+                  block_choices: Sequence[str] = ("expand",)) -> Space:
     """The ``hetconv`` space (see the module docstring)."""
-    return Space("hetconv", [HetConvFamily(kernels)], backbone, input_shape, num_classes, widths)
+    return Space("hetconv", [HetConvFamily(kernels)], backbone, input_shape, num_classes, widths,
+                 block_choices=make_block_choices(block_choices))

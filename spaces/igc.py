@@ -8,13 +8,16 @@ at equal cost the split allows wider layers: search ``widths`` with it.
 Per layer: ``kernel_size`` (the primary kernel) then ``igc_L`` over every L that divides both
 C_in and C_out (then M = C_out / L is fixed by the shape). ``L = 1`` is a dense K x K conv then
 a per-channel 1x1 scale (kept: a different module). ``L = C_in = C_out`` (M = 1) is exactly a
-depthwise separable conv and is emitted as ``dwsep`` (the same network).
+depthwise separable conv without BN + ReLU between its parts (IGC composes its two convs
+linearly) and is emitted as ``dwsep`` with ``linear=True`` (the same network; the paper-form
+``dwsep``, MobileNet's, has BN + ReLU there and is a different one).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from .block_choices import make_block_choices
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, common_divisors
 
 __all__ = ["IGCFamily", "igc_space", "IGC_L_BASELINES", "IGC_M_BASELINES"]
@@ -24,10 +27,10 @@ IGC_M_BASELINES = (2, 4, 8)  # uniform M, L = C_out / M per layer: "igc-M8"
 
 
 def igc_op(shape: LayerShape, k: int, L: int) -> LayerOp:
-    """The canonical layer for split ``L`` (``dwsep`` when it is one)."""
+    """The canonical layer for split ``L`` (the linear ``dwsep`` when it is one)."""
     M = shape.out_channels // L
     if M == 1 and L == shape.in_channels:
-        return LayerOp.of("dwsep", k)
+        return LayerOp.of("dwsep", k, linear=True)
     return LayerOp.of("igc", k, L=L, M=M)
 
 
@@ -67,6 +70,8 @@ def _by_M(k: int, M: int) -> BaselineRule:
 
 
 def igc_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
-              widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5)) -> Space:
+              widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5),
+              block_choices: Sequence[str] = ("expand", "proj_groups")) -> Space:
     """The ``igc`` space (see the module docstring)."""
-    return Space("igc", [IGCFamily(kernels)], backbone, input_shape, num_classes, widths)
+    return Space("igc", [IGCFamily(kernels)], backbone, input_shape, num_classes, widths,
+                 block_choices=make_block_choices(block_choices))

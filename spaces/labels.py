@@ -18,16 +18,28 @@ def _group(spec: LayerSpec) -> str:
     return f"group g{p.get('groups', 1)}{' shuffle' if p.get('shuffle') else ''} k{spec.kernel_size}"
 
 
+def _linear(spec: LayerSpec) -> str:
+    """`` linear`` for an op asked for without its inner BN + ReLU (``spaces.ops.inner``)."""
+    return " linear" if spec.p.get("linear") else ""
+
+
+def _inception(spec: LayerSpec) -> str:
+    p = spec.p
+    r = p.get("reduction", 2)
+    return ("inception" + ("" if p.get("pool_branch", True) else " no-pool") + (f" r{r}" if r != 2 else "")
+            + _linear(spec))
+
+
 LABELS: dict[str, Callable[[LayerSpec], str]] = {
     "conv": lambda spec: f"conv k{spec.kernel_size}",
     "group": _group,
-    "dwsep": lambda spec: f"dwsep k{spec.kernel_size}",
+    "dwsep": lambda spec: f"dwsep{_linear(spec)} k{spec.kernel_size}",
     "igc": lambda spec: f"igc L{spec.p['L']} M{spec.p['M']} k{spec.kernel_size}",
     "hetconv": lambda spec: f"hetconv P{spec.p['P']} k{spec.kernel_size}",
-    "decomp": lambda spec: f"decomp {spec.p['mode']} k{spec.kernel_size}",
-    "inception": lambda spec: "inception" + ("" if spec.p.get("pool_branch", True) else " no-pool"),
-    "bottleneck": lambda spec: f"bottleneck r{spec.p.get('reduction', 4)} g{spec.p.get('groups', 1)} "
-                               f"k{spec.kernel_size}",
+    "decomp": lambda spec: f"decomp {spec.p['mode']}{_linear(spec)} k{spec.kernel_size}",
+    "inception": _inception,
+    "bottleneck": lambda spec: f"bottleneck r{spec.p.get('reduction', 4)} g{spec.p.get('groups', 1)}"
+                               f"{_linear(spec)} k{spec.kernel_size}",
     "condense": lambda spec: f"condense G{spec.p.get('groups')} C{spec.p.get('condense_factor')} k{spec.kernel_size}",
     "flgc": lambda spec: f"flgc g{spec.p.get('groups')} k{spec.kernel_size}",
     "dgc": lambda spec: f"dgc g{spec.p.get('groups')} k{spec.kernel_size}",

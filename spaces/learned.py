@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from .block_choices import make_block_choices
 from .groups import GroupFamily
 from .space import BaselineRule, Family, LayerOp, LayerShape, Option, Space, SpaceError
 
@@ -110,12 +111,14 @@ class DGCFamily(Family):
 
 
 def learned_space(backbone: Any = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
-                  widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3,), fixed: bool = True) -> Space:
+                  widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3,), fixed: bool = True,
+                  block_choices: Sequence[str] = ("expand",)) -> Space:
     """The ``learned`` space (see the module docstring); ``fixed`` keeps the fixed group control."""
     if not isinstance(fixed, bool):
         raise SpaceError(f"option 'fixed' must be true or false, got {fixed!r}")
     families: list[Family] = [CondenseFamily(kernels), FLGCFamily(kernels), DGCFamily(kernels)]
     if fixed:
         families.insert(0, GroupFamily(kernels))
-    return Space("learned", families, backbone, input_shape, num_classes, widths)
+    return Space("learned", families, backbone, input_shape, num_classes, widths,
+                 block_choices=make_block_choices(block_choices))
 

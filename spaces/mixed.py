@@ -1,15 +1,17 @@
 """The ``mixed`` space: per layer, the op family itself, then that family's choices.
 
-The union of ``conv`` (dense K x K), ``group`` (+ shuffle), ``dwsep`` (depthwise K x K then
-pointwise 1x1: Xception, Chollet, CVPR 2017; MobileNet, Howard et al., 2017; params
-C_in*K^2 + C_in*C_out), ``igc``, ``hetconv``, ``decomp``, ``inception`` (1x1 | 3x3 | two 3x3
-| [pool + 1x1], GoogLeNet / Inception v3), ``bottleneck`` (1x1 reduce by r, K x K with g
+The union of ``conv`` (dense K x K), ``group`` (+ shuffle), ``dwsep`` (depthwise K x K, BN +
+ReLU, pointwise 1x1: MobileNet, Howard et al., 2017, Fig. 3; params C_in*K^2 + C_in*C_out),
+``igc``, ``hetconv``, ``decomp``, ``inception`` (1x1 | 1x1 -> 3x3 | 1x1 -> two 3x3 | [pool +
+1x1], GoogLeNet Fig. 2b / Inception v3 Fig. 5), ``bottleneck`` (1x1 reduce by r, K x K with g
 groups, 1x1 expand: ResNet / ResNeXt) and every family added with ``register_mixed_family``
-(the learned-grouping ops). Per layer the first parameter is ``layerN.op``.
+(the learned-grouping ops). Per layer the first parameter is ``layerN.op``. The composite ops
+are offered in their papers' form, BN + ReLU between their parts (``spaces.ops.inner``).
 
 Counting: options that build the same layer are kept once, for the first family in
 ``MIXED_FAMILIES`` order (``conv`` first: ``group`` g=1, ``hetconv`` P=1, ``decomp`` none and
-3x3 stack are the dense conv; ``igc`` L=C_in=C_out is ``dwsep``). So ``size`` is the number of
+3x3 stack are the dense conv; ``igc`` L=C_in=C_out is the linear ``dwsep``, a different
+network from the paper-form ``dwsep``). So ``size`` is the number of
 distinct Archs and ``layerN.op`` never has two values that build the same layer. Functionally
 close modules stay distinct (IGC L=1 = dense conv + a per-channel scale; an inception 3x3
 branch is not a conv).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .block_choices import make_block_choices
 from .decomp import DecompFamily
 from .groups import GroupFamily
 from .hetconv import HetConvFamily
@@ -118,7 +121,8 @@ def register_mixed_family(cls: type[Family]) -> type[Family]:
 
 def mixed_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10, *,
                 widths: Sequence[float] = (1.0,), kernels: Sequence[int] = (3, 5),
-                families: Sequence[str] | None = None) -> Space:
+                families: Sequence[str] | None = None,
+                block_choices: Sequence[str] = ("expand", "proj_groups")) -> Space:
     """The ``mixed`` space; ``families`` picks a subset of ``MIXED_FAMILIES`` (default: all)."""
     names = list(MIXED_FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in MIXED_FAMILIES]
@@ -127,4 +131,5 @@ def mixed_space(backbone: str = "small", input_shape: Sequence[int] = (1, 32, 32
                          f"{', '.join(MIXED_FAMILIES)}")
     order = [n for n in MIXED_FAMILIES if n in names]
     return Space("mixed", [MIXED_FAMILIES[n](kernels=kernels) for n in order], backbone, input_shape,
-                 num_classes, widths)
+                 num_classes, widths,
+                 block_choices=make_block_choices(block_choices))

@@ -31,7 +31,7 @@ apart: ``layer3.bottleneck_g|bottleneck_r=2``, ``layer0.groups|width=1.5``.
 Distinct options of a layer build distinct ``LayerSpec`` s: families emit canonical forms
 (``groups=1`` is ``conv``; a shuffle only where it moves channels; HetConv ``P=1`` is ``conv``;
 a 3x3 "stacked" into one 3x3 is ``conv``; IGC with ``L = C_in = C_out``, ``M = 1`` is
-``dwsep``), and a space keeps the first of options that build the same layer. So ``size``
+``dwsep`` with ``linear=True``), and a space keeps the first of options that build the same layer. So ``size``
 (sum over widths of the product over layers of the option counts) is the number of distinct
 ``Arch`` es. Functional equivalences between different modules are not merged (e.g. a
 shuffle right before global pooling); the family modules document theirs.
@@ -48,6 +48,8 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
 from .arch import Arch, LayerSpec
 from .arch_shapes import kernel_fits
 from .backbones import get_backbone
+from .block_choices import BlockChoice, Unit, compose, same_skeleton
+from .space_units import find_units, unit_values
 from .choice_tree import ChoiceValue, Node as _Node, build_tree as _build, match_value as _match
 from .choice_tree import name_nodes as _name_nodes, vkey as _vkey, walk_tree as _walk
 from .labels import layer_label, register_label
@@ -155,11 +157,18 @@ class Space:
     ``include_template`` (default: every named backbone but ``small``): where no family offers
     the backbone's own layer, it is added as the choice ``layerN.op = "backbone"``, so the
     paper's network is always a member and a baseline (named after the backbone).
+
+    ``block_choices`` (``spaces.block_choices``): choices made once per block or stage
+    (expansion ratio, projection groups, ShuffleNet's groups per stage). Each unit they find
+    is one parameter (``block5.expand``), suggested before the layers; the unit's layers then
+    choose from the shapes of its rewritten blocks (their trees have the unit's value as a
+    level, fixed like ``width``), and layers the value sets are not searched.
     """
 
     def __init__(self, name: str, families: Sequence[Family], backbone: str | Arch = "small",
                  input_shape: Sequence[int] = (1, 32, 32), num_classes: int = 10,
-                 widths: Sequence[float] = (1.0,), include_template: bool | None = None) -> None:
+                 widths: Sequence[float] = (1.0,), include_template: bool | None = None,
+                 block_choices: Sequence[BlockChoice] = ()) -> None:
         if not families:
             raise SpaceError(f"space '{name}' needs at least one family")
         names = [f.name for f in families]
@@ -167,6 +176,7 @@ class Space:
             raise SpaceError(f"space '{name}': family names must be non-empty and unique, got {names}")
         self.name = name
         self.families = tuple(families)
+        self.block_choices = tuple(block_choices)
         self.widths = check_widths(widths)
         if isinstance(backbone, Arch):
             if self.widths != (1.0,):
@@ -186,37 +196,57 @@ class Space:
                 seen[chans] = w
         self.include_template = (self.backbone_name not in ("small", "custom") if include_template is None
                                  else bool(include_template))
-        self._shapes = {w: self._compute_shapes(w) for w in self.widths}
+        self._shapes = {w: self._compute_shapes(self.templates[w]) for w in self.widths}
         first = self.templates[self.widths[0]]
         self.input_shape = first.input_shape
         self.num_classes = first.num_classes
         self.n_layers = len(first.layers)
         self._multi = len(self.families) > 1
-        self._options: list[list[Option]] = []  # per layer, all widths, leaf index -> option
-        self._widx: list[list[float]] = []  # per layer, leaf index -> width
+        self._units = find_units(self.name, self.templates, self.block_choices)
+        self._global_keys = frozenset({"width"} | {u.name for us in self._units.values() for u in us})
+        # per layer, all widths and unit values: leaf index -> option, width, unit value, path
+        self._options: list[list[Option]] = []
+        self._widx: list[list[float]] = []
+        self._vidx: list[list[ChoiceValue | None]] = []
+        self._paths: list[list[tuple[tuple[str, ChoiceValue], ...]]] = []
         self._trees: list[_Node | int] = []
-        self._counts: dict[float, list[int]] = {w: [] for w in self.widths}
+        # (width, unit value) -> option count, per layer
+        self._counts: dict[float, list[dict[ChoiceValue | None, int]]] = {w: [] for w in self.widths}
+        self._variants = variants = {w: self._variant_shapes(w) for w in self.widths}
         for i in range(self.n_layers):
-            opts, wid, paths = [], [], []
+            opts, wid, vid, paths = [], [], [], []
             for w in self.widths:
-                layer_opts = self._layer_options(w, i)
-                self._counts[w].append(len(layer_opts))
-                for o in layer_opts:
+                unit = self._unit_of(w, i)
+                counts: dict[ChoiceValue | None, int] = {}
+                for v in (unit.values if unit is not None else (None,)):
+                    shape, template = variants[w][(i, v)]
+                    if unit is not None and i - self._unit_layer0(w, unit) in unit.fixed:
+                        layer_opts = [Option((), LayerOp.from_spec(template))]
+                    else:
+                        layer_opts = self._layer_options(shape, template)
+                    counts[v] = len(layer_opts)
                     head = (("width", w),) if len(self.widths) > 1 else ()
-                    paths.append(head + o.choice)
-                    opts.append(o)
-                    wid.append(w)
+                    if unit is not None:
+                        head += ((unit.name, v),)
+                    for o in layer_opts:
+                        paths.append(head + o.choice)
+                        opts.append(o)
+                        wid.append(w)
+                        vid.append(v)
+                self._counts[w].append(counts)
             tree = _build(paths, list(range(len(paths))), 0, ())
-            _name_nodes(tree, f"layer{i}", frozenset({"width"}))
+            _name_nodes(tree, f"layer{i}", self._global_keys)
             self._options.append(opts)
             self._widx.append(wid)
+            self._vidx.append(vid)
+            self._paths.append(paths)
             self._trees.append(tree)
-        self._lookup = [{(wid, o.layer): j for j, (wid, o) in enumerate(zip(self._widx[i], self._options[i]))}
+        self._lookup = [{(w, v, o.layer): j for j, (w, v, o) in enumerate(zip(self._widx[i], self._vidx[i],
+                                                                            self._options[i]))}
                         for i in range(self.n_layers)]
 
     # -- construction ------------------------------------------------------------------
-    def _compute_shapes(self, width: float) -> list[LayerShape]:
-        t = self.templates[width]
+    def _compute_shapes(self, t: Arch) -> list[LayerShape]:
         out = []
         for i, (l, (c, h, w), pos) in enumerate(zip(t.layers, t.layer_inputs(), t.layer_positions())):
             block = t.stages[pos[0]][pos[1]]
@@ -224,13 +254,41 @@ class Space:
                                   l.residual or block.shortcut != "none", pos))
         return out
 
+    def _unit_layer0(self, width: float, unit: Unit) -> int:
+        t = self.templates[width]
+        return sum(len(b.layers) for b in t.blocks[:unit.first])
+
+    def _unit_of(self, width: float, index: int) -> Unit | None:
+        for u in self._units[width]:
+            l0 = self._unit_layer0(width, u)
+            if l0 <= index < l0 + u.n_layers:
+                return u
+        return None
+
+    def _variant_shapes(self, width: float) -> dict[tuple[int, ChoiceValue | None], tuple[LayerShape, LayerSpec]]:
+        """(layer, unit value) -> (shape, template layer): the template's, or the rewritten unit's."""
+        t = self.templates[width]
+        out = {(s.index, None): (s, t.layers[s.index]) for s in self._shapes[width]}
+        for u in self._units[width]:
+            l0 = self._unit_layer0(width, u)
+            for v in u.values:
+                arch = compose(t, dict(zip(range(u.first, u.first + len(u.blocks)), u.rewrite(v))))
+                shapes = self._compute_shapes(arch)
+                for i in range(l0, l0 + u.n_layers):
+                    out[(i, v)] = (shapes[i], arch.layers[i])
+        return out
+
+    def units(self, width: float | None = None) -> list[Unit]:
+        """The block-choice units at ``width`` (default: the first), in block order."""
+        return list(self._units[self.widths[0] if width is None else width])
+
     def shapes(self, width: float | None = None) -> list[LayerShape]:
-        """The ``LayerShape`` of every searched layer at ``width`` (default: the first)."""
+        """The ``LayerShape`` of every searched layer at ``width`` (default: the first), with the
+        backbone's own block-choice values."""
         return list(self._shapes[self.widths[0] if width is None else width])
 
-    def _layer_options(self, width: float, index: int) -> list[Option]:
-        shape = self._shapes[width][index]
-        template = self.templates[width].layers[index]
+    def _layer_options(self, shape: LayerShape, template: LayerSpec) -> list[Option]:
+        index = shape.index
         pointwise = template.kernel_size == 1
         found: list[tuple[str, Option]] = []
         seen: set[LayerOp] = set()
@@ -245,7 +303,8 @@ class Space:
                 except OpConfigError as err:
                     if pointwise:
                         continue
-                    raise RuntimeError(f"family '{fam.name}' offered an impossible layer {o} at {shape}: {err}") from None
+                    raise RuntimeError(f"family '{fam.name}' offered an impossible layer {o} "
+                                       f"at {shape}: {err}") from None
                 if o.layer in seen or not kernel_fits(o.layer.kernel_size, shape.height, shape.width):
                     continue  # the same layer as an earlier option (counted once), or too wide a kernel
                 if pointwise and o.layer.kernel_size != 1:
@@ -263,22 +322,57 @@ class Space:
         return out
 
     # -- size and enumeration ----------------------------------------------------------
+    def _segments(self, width: float) -> list[tuple[Unit | None, list[int]]]:
+        """The layers at ``width`` as (unit, its layers) and (None, [a free layer]) in order."""
+        out: list[tuple[Unit | None, list[int]]] = []
+        i = 0
+        while i < self.n_layers:
+            u = self._unit_of(width, i)
+            n = u.n_layers if u is not None else 1
+            out.append((u, list(range(i, i + n))))
+            i += n
+        return out
+
+    def width_size(self, width: float) -> int:
+        """The number of distinct ``Arch`` es at one width."""
+        total = 1
+        for u, layers in self._segments(width):
+            values = u.values if u is not None else (None,)
+            total *= sum(math.prod(self._counts[width][i][v] for i in layers) for v in values)
+        return total
+
     @property
     def size(self) -> int:
-        """The exact number of distinct ``Arch`` es: sum over widths of the product of option counts."""
-        return sum(math.prod(self._counts[w]) for w in self.widths)
+        """The exact number of distinct ``Arch`` es: over widths and unit values, the product of
+        the layers' option counts."""
+        return sum(self.width_size(w) for w in self.widths)
 
     def layer_options(self, index: int, width: float | None = None) -> list[Option]:
-        """Layer ``index``'s options at ``width`` (default: the first), choices prefixed as sampled."""
+        """Layer ``index``'s options at ``width`` (default: the first) and the backbone's own
+        block-choice values, choices prefixed as sampled (without width and unit levels)."""
         w = self.widths[0] if width is None else width
-        return [o for o, ow in zip(self._options[index], self._widx[index]) if ow == w]
+        unit = self._unit_of(w, index)
+        v = unit.own if unit is not None else None
+        return [o for o, ow, ov in zip(self._options[index], self._widx[index], self._vidx[index])
+                if ow == w and ov == v and (ov is None) == (v is None)]
 
     def iter_params(self) -> Iterator[dict[str, ChoiceValue]]:
         """Every parameter dict of the space (one per distinct Arch): only for small spaces."""
         for w in self.widths:
-            per_layer = [[self._leaf_params(i, j) for j, ow in enumerate(self._widx[i]) if ow == w]
-                         for i in range(self.n_layers)]
-            for combo in itertools.product(*per_layer):
+            parts = []
+            for u, layers in self._segments(w):
+                choices = []
+                for v in (u.values if u is not None else (None,)):
+                    per_layer = [[self._leaf_params(i, j) for j in range(len(self._options[i]))
+                                  if self._widx[i][j] == w and self._vidx[i][j] == v] for i in layers]
+                    head = {u.name: v} if u is not None else {}
+                    for combo in itertools.product(*per_layer):
+                        d = dict(head)
+                        for part in combo:
+                            d.update(part)
+                        choices.append(d)
+                parts.append(choices)
+            for combo in itertools.product(*parts):
                 params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
                 for part in combo:
                     params.update(part)
@@ -287,6 +381,8 @@ class Space:
     def param_names(self) -> list[str]:
         """Every Optuna parameter name this space can suggest."""
         names = ["width"] if len(self.widths) > 1 else []
+        for w in self.widths:
+            names += [u.name for u in self._units[w] if u.name not in names]
         for tree in self._trees:
             for n in _walk(tree):
                 if n.name and n.name not in names:
@@ -294,11 +390,12 @@ class Space:
         return names
 
     # -- trial <-> arch ----------------------------------------------------------------
-    def _descend(self, index: int, width: float, choose: Callable[[str, list[ChoiceValue]], ChoiceValue]) -> int:
+    def _descend(self, index: int, fixed: Mapping[str, ChoiceValue],
+                 choose: Callable[[str, list[ChoiceValue]], ChoiceValue]) -> int:
         node = self._trees[index]
         while isinstance(node, _Node):
-            if node.key == "width" and len(self.widths) > 1:
-                v = width
+            if node.key in fixed:
+                v = fixed[node.key]
             elif len(node.values) == 1:
                 v = node.values[0]
             else:
@@ -306,17 +403,32 @@ class Space:
             node = node.children[_vkey(v)]
         return node
 
-    def _assemble(self, width: float, leaves: Sequence[int]) -> Arch:
+    def _choose_all(self, choose: Callable[[str, list[ChoiceValue]], ChoiceValue]) -> tuple[float, dict, list[int]]:
+        width = self.widths[0]
+        if len(self.widths) > 1:
+            width = choose("width", list(self.widths))  # type: ignore[assignment]
+        fixed: dict[str, ChoiceValue] = {"width": width}
+        for u in self._units[width]:
+            fixed[u.name] = choose(u.name, list(u.values))
+        return width, fixed, [self._descend(i, fixed, choose) for i in range(self.n_layers)]
+
+    def _assemble(self, width: float, fixed: Mapping[str, ChoiceValue], leaves: Sequence[int]) -> Arch:
         t = self.templates[width]
-        return t.with_layers([self._options[i][j].layer.apply(t.layers[i]) for i, j in enumerate(leaves)])
+        blocks: dict[int, Any] = {}
+        for u in self._units[width]:
+            blocks.update(zip(range(u.first, u.first + len(u.blocks)), u.rewrite(fixed[u.name])))
+        shapes = {}
+        for u in self._units[width]:
+            l0 = self._unit_layer0(width, u)
+            rewritten = [l for b in u.rewrite(fixed[u.name]) for l in b.layers]
+            shapes.update(zip(range(l0, l0 + u.n_layers), rewritten))
+        layers = [self._options[i][j].layer.apply(shapes.get(i, t.layers[i])) for i, j in enumerate(leaves)]
+        return compose(t, blocks, layers)
 
     def sample(self, trial: Any) -> Arch:
         """Draw an ``Arch`` with an Optuna trial (define-by-run: only reached params are suggested)."""
-        width = self.widths[0]
-        if len(self.widths) > 1:
-            width = trial.suggest_categorical("width", list(self.widths))
-        leaves = [self._descend(i, width, trial.suggest_categorical) for i in range(self.n_layers)]
-        return self._assemble(width, leaves)
+        width, fixed, leaves = self._choose_all(trial.suggest_categorical)
+        return self._assemble(width, fixed, leaves)
 
     def arch_from_params(self, params: Mapping[str, Any]) -> Arch:
         """The ``Arch`` that ``sample`` built for a trial whose ``trial.params`` were ``params``."""
@@ -330,26 +442,21 @@ class Space:
             used.add(name)
             return _match(name, params[name], values)
 
-        width = self.widths[0]
-        if len(self.widths) > 1:
-            width = choose("width", list(self.widths))  # type: ignore[assignment]
-        leaves = [self._descend(i, width, choose) for i in range(self.n_layers)]
+        width, fixed, leaves = self._choose_all(choose)
         extra = sorted(set(params) - used)
         if extra:
             raise SpaceError(f"space '{self.name}': parameter(s) {extra} do not belong to this choice "
                              f"(space parameters look like {self.param_names()[:4]}...)")
-        return self._assemble(width, leaves)
+        return self._assemble(width, fixed, leaves)
 
     def _leaf_params(self, index: int, leaf: int) -> dict[str, ChoiceValue]:
-        target = self._options[index][leaf].choice
-        if len(self.widths) > 1:
-            target = (("width", self._widx[index][leaf]),) + target
+        target = self._paths[index][leaf]
         out: dict[str, ChoiceValue] = {}
         node = self._trees[index]
         for key, v in target:
             if not isinstance(node, _Node) or node.key != key:
                 raise RuntimeError(f"choice tree of layer {index} does not hold {target}")
-            if len(node.values) > 1 and key != "width":
+            if len(node.values) > 1 and key not in self._global_keys:
                 out[node.name] = v
             node = node.children[_vkey(v)]
         return out
@@ -357,18 +464,24 @@ class Space:
     def params_of(self, arch: Arch) -> dict[str, ChoiceValue]:
         """The parameter dict that yields ``arch``; ``SpaceError`` if ``arch`` is not in the space."""
         for w, t in self.templates.items():
-            if len(arch.layers) != len(t.layers):
+            if len(arch.layers) != len(t.layers) or len(arch.blocks) != len(t.blocks):
                 continue
-            try:  # same skeleton: the template with this arch's ops is this arch
-                same = t.with_layers([b.replace(op=a.op, kernel_size=a.kernel_size, params=a.p)
-                                      for a, b in zip(arch.layers, t.layers)]) == arch
-            except ValueError:
-                same = False
-            if not same:
+            values = unit_values(self._units[w], arch)
+            if values is None:
+                continue
+            in_units = {u.first + k for u in self._units[w] for k in range(len(u.blocks))}
+            if not all(same_skeleton(t.blocks[b], arch.blocks[b]) for b in range(len(t.blocks))
+                       if b not in in_units):
+                continue
+            ends = (arch.input_shape, arch.num_classes, arch.stem, arch.head)
+            if ends != (t.input_shape, t.num_classes, t.stem, t.head):
                 continue
             params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
+            params.update(values)
             for i, layer in enumerate(arch.layers):
-                j = self._lookup[i].get((w, LayerOp.from_spec(layer)))
+                unit = self._unit_of(w, i)
+                v = values[unit.name] if unit is not None else None
+                j = self._lookup[i].get((w, v, LayerOp.from_spec(layer)))
                 if j is None:
                     raise SpaceError(f"space '{self.name}': layer {i} ({layer_label(layer)}) is not a choice here")
                 params.update(self._leaf_params(i, j))
@@ -380,36 +493,56 @@ class Space:
     def baseline_params(self) -> dict[str, dict[str, ChoiceValue]]:
         """``{name: params}`` of the families' hand-designed nets that are members of this space.
 
-        Built at width 1.0 when searched (else the first width). A baseline is left out when
-        some layer cannot take it (its rule gives ``None``) or the space does not offer it. On a
-        1x1 layer a rule's op is taken at kernel 1, or the backbone's own layer where that is
-        not a choice (HetConv's P applies to the K x K convs). With ``include_template`` the
+        Built at width 1.0 when searched (else the first width), with every block choice at the
+        backbone's own value, except a unit whose value sets layers (ShuffleNet's groups per
+        stage): there the first value whose set layers are the rule's. A baseline is left out
+        when some layer cannot take it (its rule gives ``None``) or the space does not offer it.
+        On a 1x1 layer a rule's op is taken at kernel 1, or the backbone's own layer where that
+        is not a choice (HetConv's P applies to the K x K convs). With ``include_template`` the
         backbone itself is a baseline, named after it unless another baseline is the same net.
         """
         w = 1.0 if 1.0 in self.widths else self.widths[0]
-        shapes = self.shapes(w)
         out: dict[str, dict[str, ChoiceValue]] = {}
         for fam in self.families:
             for bname, rule in fam.baselines().items():
                 if bname in out:
                     continue
-                params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
-                for shape in shapes:
-                    target = rule(shape)
-                    if target is not None and shape.kernel_size == 1:  # a pointwise layer stays 1x1,
-                        target = LayerOp(target.op, 1, target.params)  # else keeps the backbone's op
-                        if (w, target) not in self._lookup[shape.index]:
-                            target = LayerOp.from_spec(self.templates[w].layers[shape.index])
-                    j = None if target is None else self._lookup[shape.index].get((w, target))
-                    if j is None:
+                params: dict[str, ChoiceValue] | None = {"width": w} if len(self.widths) > 1 else {}
+                for unit, layers in self._segments(w):
+                    values = (None,) if unit is None else unit.values if unit.fixed else (unit.own,)
+                    got = next((g for g in (self._rule_params(w, unit, v, layers, rule) for v in values)
+                                if g is not None), None)
+                    if got is None:
+                        params = None
                         break
-                    params.update(self._leaf_params(shape.index, j))
-                else:
+                    params.update(got)
+                if params is not None:
                     out[bname] = params
         if self.include_template and self.backbone_name not in out:
             own = self.params_of(self.templates[w])  # a member: include_template adds its layers
             if own not in out.values():
                 out[self.backbone_name] = own
+        return out
+
+    def _rule_params(self, w: float, unit: Unit | None, v: ChoiceValue | None, layers: list[int],
+                     rule: BaselineRule) -> dict[str, ChoiceValue] | None:
+        """The params of ``layers`` (a unit at value ``v``, or one free layer) under ``rule``."""
+        out: dict[str, ChoiceValue] = {unit.name: v} if unit is not None else {}
+        for i in layers:
+            shape, template = self._variants[w][(i, v)]
+            own = LayerOp.from_spec(template)
+            target = rule(shape)
+            if target is not None and shape.kernel_size == 1:  # a pointwise layer stays 1x1,
+                target = LayerOp(target.op, 1, target.params)
+            if unit is not None and i - self._unit_layer0(w, unit) in unit.fixed:
+                if target != own:  # the unit's value sets this layer: it must be the rule's
+                    return None
+            elif target is not None and shape.kernel_size == 1 and (w, v, target) not in self._lookup[i]:
+                target = own  # else keeps the backbone's op
+            j = None if target is None else self._lookup[i].get((w, v, target))
+            if j is None:
+                return None
+            out.update(self._leaf_params(i, j))
         return out
 
     def baselines(self) -> dict[str, Arch]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .choice_tree import fmt as _fmt
 from .arch import LayerSpec
+from .choice_tree import fmt as _fmt
 from .labels import block_summary, layer_label
+
+if TYPE_CHECKING:
+    from .space import Option
 
 __all__ = ["describe_space"]
 
@@ -29,8 +31,14 @@ def describe_space(self: Any) -> str:
                       for _, opts in table]
         cw = max(len(r) for rows in table_rows for r in rows) + 2
         lines.append(f"{'layer':<8}{'in->out':>10}{'s':>3}{'map':>8}  {'choices':<{cw}}{'count':>6}")
+        starts = {u.first: u for u in self.units(w)}
         for (shape, opts), rows in zip(table, table_rows):
             st, bi, li = shape.position
+            unit = starts.get(sum(len(stage) for stage in t.stages[:st]) + bi) if li == 0 else None
+            if unit is not None:  # a block choice (spaces.block_choices), suggested before its layers
+                lines.append(f"choice {unit.name}: {', '.join(_fmt(v) for v in unit.values)} "
+                             f"(backbone: {_fmt(unit.own)}; {len(unit.blocks)} block(s); rows below at the "
+                             f"backbone's value)")
             if li == 0 and (len(t.blocks) != len(t.layers) or t.blocks[0].shortcut != "none"):
                 lines.append(f"stage {st} block {bi}: {block_summary(t.stages[st][bi])}")
             head = (f"layer{shape.index:<3}{f'{shape.in_channels}->{shape.out_channels}':>10}{shape.stride:>3}"
@@ -38,7 +46,7 @@ def describe_space(self: Any) -> str:
             for r, row in enumerate(rows):
                 count = f"{len(opts):>6}" if r == 0 else ""
                 lines.append(((head if r == 0 else " " * len(head)) + f"{row:<{cw}}{count}").rstrip())
-        lines.append(f"product at width {w}: {math.prod(self._counts[w])}")
+        lines.append(f"product at width {w}: {self.width_size(w)}")
     lines.append(f"parameters: {len(self.param_names())} names, e.g. {', '.join(self.param_names()[:5])}")
     lines.append(f"baselines: {', '.join(self.baseline_params()) or 'none'}")
     lines.append(f"size: {self.size} distinct configurations (~{self.size:.3g})")

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from evaluators.cost import count_macs, count_params
-from spaces import Arch, HeadSpec, LayerSpec, build_model, get_backbone, make_op
+from spaces import Arch, HeadSpec, build_model, get_backbone, make_op
 
 torch.set_num_threads(1)
 
@@ -123,3 +123,18 @@ def test_igc_matches_flop_counter():
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         count_macs(nn.Conv2d(1, 1, 1), (1, 0, 4))
+
+
+@pytest.mark.parametrize("op, params", [
+    ("dwsep", {}), ("dwsep", {"linear": True}), ("decomp", {"mode": "asym"}), ("decomp", {"mode": "stack"}),
+    ("inception", {}), ("inception", {"reduction": 0, "linear": True}), ("bottleneck", {"groups": 2}),
+])
+def test_composite_ops_with_inner_bn_match_flop_counter(op, params):
+    """The paper forms (BN + ReLU between the parts, ``spaces.ops.inner``): the inner BNs add
+    params, no MACs, in both counters."""
+    k = 5 if op == "decomp" else 3
+    m = make_op(op, 16, 32, k, 2, **params)
+    assert count_macs(m, (16, 9, 9)) == flop_counter_macs(m, (16, 9, 9))
+    assert count_params(m) == sum(p.numel() for p in m.parameters())
+    bn_params = sum(p.numel() for b in m.modules() if isinstance(b, nn.BatchNorm2d) for p in b.parameters())
+    assert (bn_params == 0) == bool(params.get("linear"))

@@ -296,3 +296,17 @@ def test_hetconv_net_built_and_folded_inside_inference_mode():
 def test_rejects_non_modules():
     with pytest.raises(TypeError, match="nn.Module"):
         inference_model("not a model")
+
+
+@pytest.mark.parametrize("op, params, k", [("dwsep", {}, 3), ("decomp", {"mode": "asym"}, 5),
+                                           ("inception", {}, 3), ("bottleneck", {"reduction": 2}, 3)])
+def test_inner_bns_fold_also_in_a_layer_without_its_own_bn(op, params, k):
+    """The paper forms' inner BN + ReLU (spaces.ops.inner) sit in an nn.Sequential, so they fold
+    even where the layer has no BN after the op (``norm="none"``)."""
+    layer = LayerSpec(op, 16, k, 2, params, norm="none", act="none")
+    arch = Arch(CIFAR, 10, conv(16, 3), ((BlockSpec((layer,)), BlockSpec((conv(16, 3),))),), HeadSpec())
+    model = randomise(build_model(arch))
+    assert bn_count(model.layers[0]) > 0
+    fast = inference_model(model)
+    assert bn_count(fast) == 0
+    assert_same(model, fast, shape=CIFAR)

@@ -97,7 +97,7 @@ def test_draws_valid_roundtrip_build_and_cover(name):
 def test_mixed_every_option_of_every_layer_is_reached():
     space = get_space("mixed")
     reached = [set() for _ in range(space.n_layers)]
-    for trial, arch in draw(space, 2500, seed=2):
+    for _trial, arch in draw(space, 2500, seed=2):
         for j, layer in enumerate(arch.layers):
             reached[j].add(LayerOp.from_spec(layer))
     for j in range(space.n_layers):
@@ -110,7 +110,7 @@ def test_mixed_is_define_by_run():
     """Only the chosen family's parameters are suggested, and ``layerN.op`` always is."""
     space = get_space("mixed")
     for trial, arch in draw(space, 60, seed=3):
-        for j, layer in enumerate(arch.layers):
+        for j in range(len(arch.layers)):
             names = {k.split("|")[0] for k in trial.params if k.startswith(f"layer{j}.")}
             assert f"layer{j}.op" in names
             family_keys = {"group": {"groups", "shuffle"}, "igc": {"igc_L"}, "hetconv": {"hetconv_P"},
@@ -171,7 +171,8 @@ def raw_layers(cin: int, cout: int, kernels: tuple[int, ...], families: set[str]
             continue
         p = dict(params)
         # merges: a shuffle with 1 or C_out groups is the identity; 1 group is the dense conv;
-        # HetConv P = 1 is dense; a 3x3 stacked is one 3x3; IGC with L = C_in = C_out is dwsep.
+        # HetConv P = 1 is dense; a 3x3 stacked is one 3x3; IGC with L = C_in = C_out is the
+        # linear dwsep (no BN + ReLU between its parts; the paper-form dwsep is another network).
         if op == "group":
             if p["groups"] in (1, cout):
                 p["shuffle"] = False
@@ -182,7 +183,7 @@ def raw_layers(cin: int, cout: int, kernels: tuple[int, ...], families: set[str]
         if op == "decomp" and p["mode"] == "stack" and k == 3:
             op, p = "conv", {}
         if op == "igc" and p["M"] == 1 and p["L"] == cin:
-            op, p = "dwsep", {}
+            op, p = "dwsep", {"linear": True}
         ok.add((op, k, tuple(sorted(p.items()))))
     return ok
 
@@ -246,7 +247,7 @@ def test_merged_spellings_compute_the_same_function():
     with torch.no_grad():
         list(b.parameters())[0].copy_(list(a.parameters())[0])
     assert torch.allclose(a(x), b(x), atol=1e-6)
-    a, b = make_op("igc", 8, 8, 3, 1, L=8, M=1), make_op("dwsep", 8, 8, 3, 1)
+    a, b = make_op("igc", 8, 8, 3, 1, L=8, M=1), make_op("dwsep", 8, 8, 3, 1, linear=True)
     with torch.no_grad():
         b.depthwise.weight.copy_(a.primary.weight)
         b.pointwise.weight.copy_(a.secondary.weight)
@@ -366,7 +367,8 @@ def test_sizes_on_small_backbone():
     assert get_space("igc").size == get_space("hetconv").size == math.prod(2 * n for n in d) == 4515840
     assert get_space("decomp").size == 8 ** 6
     mixed_fams = ["conv", "group", "dwsep", "igc", "hetconv", "decomp", "inception", "bottleneck"]
-    assert get_space("mixed", families=mixed_fams).size == 61 * 65 * 73 * 77 * 85 * 89
+    # where C_in = C_out, IGC's L = C (M = 1) is the linear dwsep, not the paper-form dwsep: +1 per kernel
+    assert get_space("mixed", families=mixed_fams).size == 61 * (65 + 2) * 73 * (77 + 2) * 85 * (89 + 2)
     assert set(mixed_fams) <= set(MIXED_FAMILIES)
 
 
@@ -401,8 +403,10 @@ def test_shufflenet_groups_baseline_is_the_paper_and_projection_blocks_stay():
     space = get_space("groups", backbone="shufflenet_v1", input_shape=(3, 32, 32))
     arch = space.baselines()["shufflenet_v1"]
     assert [b.shortcut for b in arch.blocks][:2] == ["avgpool", "identity"]
-    g4 = space.baselines()["group-g4"]
-    assert [b.shortcut for b in g4.blocks] == [b.shortcut for b in arch.blocks]
+    dense = space.baselines()["dense"]  # groups per stage (spaces.block_choices): g = 1 in every stage
+    assert [b.shortcut for b in dense.blocks] == [b.shortcut for b in arch.blocks]
+    assert {space.params_of(dense)[f"stage{s}.groups"] for s in range(3)} == {1}
+    assert "group-g4" not in space.baselines()  # one g for every 1x1 and 3x3 is not a per-stage choice
 
 
 def test_describe_prints_the_block_structure(capsys):

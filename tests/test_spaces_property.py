@@ -57,7 +57,7 @@ def test_divisibility_invariants(shape):
             p = dict(o.layer.params)
             assert p["L"] * p["M"] == cout and cin % p["L"] == 0
         else:
-            assert o.layer.op == "dwsep" and L == cin == cout
+            assert o.layer.op == "dwsep" and dict(o.layer.params) == {"linear": True} and L == cin == cout
     for o in fams["hetconv"].options(shape):
         P = dict(o.choice)["hetconv_P"]
         assert cin % P == 0 and cout % P == 0
@@ -81,7 +81,7 @@ def test_shapes_line_up(cin, cout, stride, hw, data):
 
 
 # -- (space, backbone) pairs -----------------------------------------------------------
-from functools import lru_cache  # noqa: E402
+from functools import cache  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -89,7 +89,7 @@ from spaces import BACKBONES, Arch, build_model, get_space  # noqa: E402
 from spaces.catalog import SPACES  # noqa: E402
 
 
-@lru_cache(maxsize=None)
+@cache
 def _space(name: str, backbone: str):
     return get_space(name, backbone=backbone, input_shape=(3, 32, 32), num_classes=10)
 
@@ -132,11 +132,25 @@ def _check_pair(name: str, backbone: str, data) -> None:
     template = space.templates[1.0]
     assert [(b.shortcut, b.combine, b.split, b.shuffle) for b in arch.blocks] == \
         [(b.shortcut, b.combine, b.split, b.shuffle) for b in template.blocks]  # the skeleton is kept
-    for layer, shape in zip(arch.layers, space.shapes()):
-        assert (layer.out_channels, layer.stride) == (shape.out_channels, shape.stride)
+    # a block choice rewrites its unit only (spaces.block_choices): every other layer keeps its
+    # shape; a unit's layers have the shapes of its rewrite for the drawn value
+    expected = list(template.layers)
+    blocks = list(template.blocks)
+    for u in space.units():
+        rewritten = u.rewrite(trial.params[u.name])
+        assert len(rewritten) == len(u.blocks)
+        blocks[u.first:u.first + len(u.blocks)] = rewritten
+        l0 = sum(len(b.layers) for b in template.blocks[:u.first])
+        expected[l0:l0 + u.n_layers] = [l for b in rewritten for l in b.layers]
+        for k in u.fixed:  # layers the value sets are not searched
+            assert arch.layers[l0 + k] == expected[l0 + k]
+    assert [b.proj_groups for b in arch.blocks] == [b.proj_groups for b in blocks]
+    assert [s[0] for s in arch.feature_shapes()] == [s[0] for s in template.feature_shapes()]  # block outputs kept
+    for layer, want, (c, _, _) in zip(arch.layers, expected, arch.layer_inputs()):
+        assert (layer.out_channels, layer.stride) == (want.out_channels, want.stride)
         if layer.op in ("group", "flgc"):  # groups divide both widths (condense / dgc: see their ops)
             g = layer.p["groups"]
-            assert shape.in_channels % g == 0 and shape.out_channels % g == 0
+            assert c % g == 0 and layer.out_channels % g == 0
     if backbone in ("resnet20", "shufflenet_v2", "mobilenet_v2", "small"):  # keep it fast: run the small ones
         model = build_model(arch).eval()
         with torch.no_grad():
