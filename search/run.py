@@ -78,15 +78,17 @@ def _resume_dir(args: Any) -> Path:
 
 def _local_ray_storage(args: Any) -> str | None:
     """The storage of a ``--backend ray`` run that starts its own local instance, else None."""
+    from .storage import CONFIG, JOURNAL
+
     if args.address:
         return None
     if args.resume is None:
-        return (args.storage or "study.journal") if args.backend == "ray" else None
+        return (args.storage or JOURNAL) if args.backend == "ray" else None
     import json
 
     try:
-        doc = json.loads((_resume_dir(args) / "config.json").read_text())
-        return str(doc.get("storage", "study.journal")) if doc.get("backend") == "ray" else None
+        doc = json.loads((_resume_dir(args) / CONFIG).read_text())
+        return str(doc.get("storage", JOURNAL)) if doc.get("backend") == "ray" else None
     except (OSError, ValueError, AttributeError, CliError):
         return None                                 # the resume path itself reports what is wrong
 

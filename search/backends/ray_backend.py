@@ -112,11 +112,13 @@ def run_search(run_dir: Path, config: RunConfig, storage: Any, deadline: float |
 
     started_here = not ray.is_initialized()
     if started_here:
-        if not opts["address"]:
-            config = config.replace(ray={**opts, "network": local_network()})
+        where = opts["address"]
+        if not where:
+            network = local_network()
+            config = config.replace(ray={**opts, "network": network})
             write_config(run_dir, config)
+            where = f"a local instance on {network}"
         seconds = start_ray(opts["address"], run_dir=run_dir)
-        where = opts["address"] or f"a local instance on {local_network()}"
         printer(f"ray: joined {where} in {seconds:.1f} s; {ray.cluster_resources().get('CPU', 0):g} CPUs")
     searcher = StudySearch(space, config, storage, seed_offset=len(config.resumed))
     left = config.total_trials - budget_used(searcher.study.get_trials(deepcopy=False))
