@@ -100,8 +100,11 @@ def test_missing_layers_are_measured_once_and_kept():
         assert set(doc["units"][k]["ms"]) == {"contiguous", "channels_last"} and doc["units"][k]["ratio"]
     lm._clear_memo()
     assert lm.layer_sum(arch) == pytest.approx(s, rel=1e-12)  # read back, not remeasured
-    # at another input shape the same arch has other layers (larger maps): measured anew, and slower
-    assert lm.layer_sum(arch, (1, 32, 32), seconds=0.05) > s
+    # at another input shape the same arch has other layers (larger maps): measured anew, as new entries
+    assert lm.layer_sum(arch, (1, 32, 32), seconds=0.05) > 0
+    doc2 = json.loads(lm.table_path().read_text())
+    assert set(doc["units"]) < set(doc2["units"])
+    assert all(doc2["units"][k] == doc["units"][k] for k in doc["units"])  # old entries untouched
 
 
 def test_default_ridge_is_chosen_by_leave_one_out_and_recovers_an_exact_law(monkeypatch):
