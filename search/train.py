@@ -127,7 +127,8 @@ def rebuild_condensed(arch: Any, state_dict: dict[str, Tensor]) -> nn.Module:
                          old.padding,  # type: ignore[arg-type]
                          groups=max(1, groups), bias=old.bias is not None)
         out_index = state_dict.get(key + "out_index")
-        new = IndexedGroupConv(conv, in_index.clone(), None if out_index is None else out_index.clone())
+        new = IndexedGroupConv(conv, in_index.clone(), None if out_index is None else out_index.clone(),
+                               in_channels=module.in_channels)
         parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
         setattr(parent, name.rsplit(".", 1)[-1], new)
     return model

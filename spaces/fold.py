@@ -317,13 +317,16 @@ class PermutedOp(nn.Module):
     """``kernel(x[:, in_index])[:, out_index]``; an index of ``None`` is the identity.
 
     An index may also gather (repeat or drop channels, as a condensed learned op's input
-    selection does); only true permutations are ever absorbed into weights.
+    selection does); only true permutations are ever absorbed into weights. ``in_width`` is the
+    width of ``x`` when ``in_index`` selects from more channels than it lists.
     """
 
-    def __init__(self, kernel: nn.Module, in_index: Tensor | None = None, out_index: Tensor | None = None) -> None:
+    def __init__(self, kernel: nn.Module, in_index: Tensor | None = None, out_index: Tensor | None = None,
+                 in_width: int | None = None) -> None:
         super().__init__()
         self.kernel = kernel
-        self.register_buffer("in_index", _clean(in_index))
+        self.in_width = in_width
+        self.register_buffer("in_index", _clean(in_index, in_width))
         self.register_buffer("out_index", _clean(out_index))
 
     def permute_in(self, q: Tensor) -> bool:
@@ -371,11 +374,12 @@ def _shuffle_groups(index: Tensor) -> int:
     return 0
 
 
-def _clean(index: Tensor | None) -> Tensor | None:
-    """``None`` for an identity permutation, else a long tensor."""
+def _clean(index: Tensor | None, width: int | None = None) -> Tensor | None:
+    """``None`` for an identity permutation (of ``width`` channels, default ``len(index)``), else a
+    long tensor."""
     if index is None:
         return None
     index = index.detach().long().clone()
-    if torch.equal(index.cpu(), torch.arange(len(index))):
+    if len(index) == (len(index) if width is None else width) and torch.equal(index.cpu(), torch.arange(len(index))):
         return None
     return index

@@ -122,8 +122,9 @@ def _fold_bns(module: nn.Module) -> None:
 
 
 # -- 3. permutation folding ----------------------------------------------------------------
-def _is_permutation(q: Tensor) -> bool:
-    return bool(torch.equal(torch.sort(q).values, torch.arange(len(q), device=q.device)))
+def _is_permutation(q: Tensor, width: int) -> bool:
+    """``x[:, q]`` reorders all ``width`` channels of ``x`` (a gather of fewer is a selection)."""
+    return len(q) == width and bool(torch.equal(torch.sort(q).values, torch.arange(width, device=q.device)))
 
 
 def _join(producer: Any, consumer: Any) -> None:
@@ -132,10 +133,12 @@ def _join(producer: Any, consumer: Any) -> None:
     if qa is None and qb is None:
         return
     q = qb if qa is None else qa if qb is None else qa.index_select(0, qb)
+    # the channels q indexes: the producer's outputs (its own index reorders all of them)
+    width = len(qa) if qa is not None else getattr(consumer, "in_width", None) or len(q)
     producer.out_index = None
     if isinstance(consumer, PermutedOp):
         consumer.in_index = None
-    if _is_permutation(q):
+    if _is_permutation(q, width):
         if torch.equal(q, torch.arange(len(q), device=q.device)):
             return
         if producer.permute_out(q) or consumer.permute_in(q) or _through_depthwise(consumer, q):

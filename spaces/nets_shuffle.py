@@ -1,7 +1,7 @@
 """ShuffleNet backbones as ``Arch`` data.
 
-- ``shufflenet_v1`` (Zhang et al., CVPR 2018, Table 1; Table 2: ShuffleNet 1x at g = 1, 2, 3,
-  4, 8 costs 143, 140, 140, 137, 133 MFLOPs): 3x3 stride-2 stem with 24 channels, a 3x3 max
+- ``shufflenet_v1`` (Zhang et al., CVPR 2018, Table 1, whose last row gives ShuffleNet 1x at
+  g = 1, 2, 3, 4, 8 a complexity of 143, 140, 137, 133, 137 MFLOPs): 3x3 stride-2 stem with 24 channels, a 3x3 max
   pool, stages of 4, 8, 4 units with the output widths of Table 1 for ``groups``; bottleneck
   width a quarter of the unit's output; no group conv on the first 1x1 of stage 2.
 - ``shufflenet_v2`` (Ma et al., ECCV 2018, Table 5: 1x has 146 MFLOPs, 2.3 M params): the

@@ -310,3 +310,18 @@ def test_inner_bns_fold_also_in_a_layer_without_its_own_bn(op, params, k):
     fast = inference_model(model)
     assert bn_count(fast) == 0
     assert_same(model, fast, shape=CIFAR)
+
+
+@pytest.mark.parametrize("norm", ["bn", "none"])
+def test_a_condensed_gather_of_the_first_inputs_stays_a_selection(norm):
+    """CondenseNet with G = 1, C = 8 keeps 2 of 16 inputs; when those are inputs 0 and 1 the
+    gather is arange(2), which selects (not permutes) the 16 channels: it must not be dropped."""
+    layer = LayerSpec("condense", 16, 5, 1, {"groups": 1, "condense_factor": 8}, norm=norm)
+    arch = Arch(CIFAR, 10, conv(16, 3), ((BlockSpec((conv(16, 3), layer)),),), HeadSpec())
+    model = build_model(arch)
+    op = next(m for m in model.modules() if isinstance(m, LearnedOp))
+    with torch.no_grad():
+        op.weight[:, :2] *= 100  # the largest L1 columns: inputs 0 and 1 are kept
+    model = randomise(model)
+    fast = inference_model(model)
+    assert_same(model, fast, shape=CIFAR)

@@ -306,3 +306,28 @@ def test_indexed_group_conv_state_dict_carries_its_indices():
     assert not torch.allclose(src(x), dst(x))
     dst.load_state_dict(src.state_dict())
     torch.testing.assert_close(dst(x), src(x))
+
+
+@pytest.mark.parametrize("groups, factor", [(1, 8), (1, 2)])
+def test_condense_keeping_the_first_inputs_is_a_selection_not_the_identity(groups, factor):
+    """When every group keeps the first C_in / C inputs, the gather is arange(G C_in / C) but
+    selects from C_in > G C_in / C channels: the condensed conv must still apply it."""
+    from spaces import inference_model
+
+    cin = 16
+    op = make_op("condense", cin, 16, 5, 1, groups=groups, condense_factor=factor)
+    with torch.no_grad():
+        op.mask.zero_()
+        op.mask[:, : cin // factor] = 1
+        op.stage.fill_(factor - 1)
+    dense = op.condense()
+    assert torch.equal(dense.in_index, torch.arange(groups * cin // factor))
+    x = torch.randn(2, cin, 7, 7)
+    ref = F.conv2d(x[:, : cin // factor], op.weight[:, : cin // factor], padding=2)
+    torch.testing.assert_close(dense(x), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(op(x), ref, atol=1e-5, rtol=1e-5)
+    # and in the inference form of a net built around it (BN folded, indices merged)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, cin, 3, padding=1), dense, torch.nn.BatchNorm2d(16),
+                              torch.nn.ReLU()).eval()
+    z = torch.randn(2, 3, 7, 7)
+    torch.testing.assert_close(inference_model(net)(z), net(z), atol=1e-5, rtol=1e-4)

@@ -45,11 +45,15 @@ class IndexedGroupConv(nn.Module):
     ``in_index`` gathers (and may repeat) input channels so that group ``g`` of the real group
     conv sees its own inputs contiguously; ``out_index`` (``None`` for the identity) puts the
     filters back in their original order. Gathers cost no MACs; the conv is counted by formula.
+    ``in_channels`` is the width of the input ``x`` (default ``len(in_index)``, a permutation):
+    a gather that keeps the first k of more channels is a selection, not the identity.
     """
 
-    def __init__(self, conv: nn.Conv2d, in_index: Tensor, out_index: Tensor | None) -> None:
+    def __init__(self, conv: nn.Conv2d, in_index: Tensor, out_index: Tensor | None,
+                 in_channels: int | None = None) -> None:
         super().__init__()
         self.conv = conv
+        self.in_channels = len(in_index) if in_channels is None else int(in_channels)
         self.register_buffer("in_index", in_index.long().clone())
         if out_index is None:
             out_index = torch.arange(conv.out_channels)
@@ -62,7 +66,8 @@ class IndexedGroupConv(nn.Module):
         def is_identity(index: Tensor, n: int) -> bool:
             return len(index) == n and torch.equal(index.cpu(), torch.arange(n))
 
-        self._in_identity = is_identity(self.in_index, self.conv.in_channels)
+        self._in_identity = (self.in_channels == self.conv.in_channels
+                             and is_identity(self.in_index, self.conv.in_channels))
         self._out_identity = is_identity(self.out_index, self.conv.out_channels)
 
     def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
@@ -72,7 +77,7 @@ class IndexedGroupConv(nn.Module):
 
         conv = fold_conv_bn(self.conv, bn, order=inverse_permutation(self.out_index))
         in_index = None if self._in_identity else self.in_index
-        return PermutedOp(ConvKernel(conv), in_index, self.out_index)
+        return PermutedOp(ConvKernel(conv), in_index, self.out_index, in_width=self.in_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._in_identity:
@@ -185,7 +190,8 @@ class CondenseConv(LearnedOp):
             conv.weight.copy_(torch.stack([w[filters[i * per:(i + 1) * per]][:, kept[i]] for i in range(g)])
                               .reshape(self.out_channels, self.kept_inputs, self.kernel_size, self.kernel_size))
         shuffle = torch.arange(self.out_channels).view(g, per).t().reshape(-1)  # ShuffleNet shuffle
-        return IndexedGroupConv(conv.to(w.device), in_index.to(w.device), shuffle.to(w.device))
+        return IndexedGroupConv(conv.to(w.device), in_index.to(w.device), shuffle.to(w.device),
+                                in_channels=self.in_channels)
 
     # -- cost protocol (evaluators.cost) ---------------------------------------------------
     def cost_params(self) -> int:
