@@ -128,3 +128,20 @@ def test_blocks_are_the_units_of_a_block_backbone():
     shares = lm.unit_families(mixed)
     assert shares[1] == {"conv": 0.5, "group": 0.5} and shares[2] == {"conv": 1.0}
     assert lm.arch_families(mixed) == {"conv", "group"}
+
+
+def test_the_fit_minimises_relative_error():
+    """``a S + b`` fitted in relative terms equals numpy's weighted polyfit with weights 1 / y
+    (an independent solver), and differs from the plain least-squares line on data where the two
+    disagree (a 100 ms net off the line would otherwise dominate the 2 ms ones)."""
+    import numpy as np
+
+    s = np.array([1.0, 2.0, 3.0, 4.0, 50.0, 100.0])
+    y = np.array([1.2, 2.1, 3.3, 4.0, 60.0, 90.0])
+    x = np.stack([s, np.ones_like(s)], axis=1)
+    coef = lm._solve(x, y, float("inf"))
+    np.testing.assert_allclose(coef, np.polyfit(s, y, 1, w=1 / y), rtol=1e-9)
+    plain = np.polyfit(s, y, 1)
+    assert abs(coef[1] - plain[1]) > 0.2  # the intercepts differ: the weighting matters here
+    rel = lambda c: float(np.sum(((x @ c - y) / y) ** 2))  # noqa: E731
+    assert rel(coef) < rel(plain)
