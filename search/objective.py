@@ -30,7 +30,8 @@ from .objectives import values as objective_values
 from .pruning import Pruned
 from .settings import Settings
 
-__all__ = ["Settings", "evaluate_arch", "objective_values", "get_data", "constraint_violation", "latency_shape"]
+__all__ = ["Settings", "evaluate_arch", "objective_values", "get_data", "constraint_violation", "latency_shape",
+           "latency_figures"]
 
 
 _DATA_CACHE: dict[tuple, Any] = {}
@@ -67,7 +68,7 @@ def latency_shape(arch: Any, settings: Settings) -> tuple[int, int, int]:
     return tuple(settings.latency_shape or arch.input_shape)
 
 
-def _latency(model: torch.nn.Module, arch: Any, settings: Settings, learned: bool = False) -> dict[str, Any]:
+def latency_figures(model: torch.nn.Module, arch: Any, settings: Settings, learned: bool = False) -> dict[str, Any]:
     """Latency figures at the deployment shape and runtime (``LatencyResult.record()``), timed on
     ``spaces.inference_model(model)``; or ``predict_latency`` with ``settings.latency == "predicted"``.
     ``learned``: ``model`` is a trained condensed net, timed as it is (its structure came from training)."""
@@ -126,7 +127,7 @@ def evaluate_arch(arch: Any, settings: Settings,
         if why:
             raise Pruned(why)
         if not learned:  # fixed structure: latency does not depend on the weights
-            figures.update(_latency(model, arch, settings))
+            figures.update(latency_figures(model, arch, settings))
             why = constraint_violation(figures, settings)
             if why:
                 raise Pruned(why)
@@ -159,7 +160,7 @@ def evaluate_arch(arch: Any, settings: Settings,
 
         if learned:  # price and time the condensed network, the one that would be deployed
             figures.update(_costs(inference, arch))
-            figures.update(_latency(inference, arch, settings, learned=True))
+            figures.update(latency_figures(inference, arch, settings, learned=True))
             why = constraint_violation(figures, settings)
             if why:
                 raise Pruned(why)

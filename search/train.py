@@ -43,6 +43,8 @@ import torch
 from torch import Tensor, nn
 
 from .cli_errors import CliError, run_cli
+from .options import DEFAULT_RUNTIME, latency_shape
+from .settings import RUNTIMES, Settings
 
 __all__ = ["main", "build_parser", "ShiftAugmented", "augmentation_for", "load_trained", "rebuild_condensed",
            "DEFAULT_EPOCHS"]
@@ -177,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the data split, weights and shuffling (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for training (default: torch's)")
     p.add_argument("--latency-threads", type=int, default=1, help="threads for the latency figure (default 1)")
+    p.add_argument("--latency-shape", default=None, metavar="CxHxW",
+                   help="input the latency is timed at (default, as search.run: the data's channels x 224x224)")
+    p.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=RUNTIMES,
+                   help=f"latency runtime (default {DEFAULT_RUNTIME}, as search.run)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     return p
 
@@ -233,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arch = load_arch(args.arch)                        # ArchError: missing file, bad JSON, bad arch
     check_arch_limits(arch)                            # ArchError: too large to build, before any data
     out = _out_dir(args)
+    timed_shape = latency_shape(args.latency_shape, arch.input_shape[0])  # CliError: not CxHxW
     data = load_data(args.data, args.data_dir, seed=args.seed, limit=args.data_limit)  # DataError
     check_arch_data(arch, data)                        # DataError: other input shape / class count
     out.mkdir(parents=True, exist_ok=True)
@@ -272,13 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     latency: dict[str, Any] | None = None
     if not args.no_latency:
-        from evaluators.latency import measure_latency
+        from .objective import latency_figures
 
-        lat = measure_latency(final, tuple(shape), batch_size=1,  # type: ignore[arg-type]
-                              threads=args.latency_threads, max_seconds=1.0)
-        latency = {"median_ms": lat.median_ms, "iqr_ms": lat.iqr_ms, "threads": lat.threads, "batch": 1,
-                   "memory_format": lat.memory_format, "device": lat.device, "node": lat.node,
-                   "runtime": "torch"}
+        # as a trial times it: the inference form at the deployment shape and runtime
+        timing = Settings(latency_shape=timed_shape, runtime=args.runtime, threads=args.latency_threads,
+                          latency_seconds=1.0, seed=args.seed)
+        lat = latency_figures(final, arch, timing, learned=learned)
+        latency = {"median_ms": lat["latency_ms"], "iqr_ms": lat["latency_iqr_ms"], "threads": lat["threads"],
+                   "batch": 1, "shape": lat["latency_shape"], "runtime": lat["latency_runtime"],
+                   "memory_format": lat["memory_format"], "device": "cpu", "node": lat["node"],
+                   "ref_ratio": lat["latency_ref_ratio"], "calibration": lat["latency_calibration"]}
     metrics = {
         "arch_file": str(Path(args.arch)), "data": data.name, "data_summary": data.describe(),
         "data_limit": args.data_limit, "seed": args.seed,
@@ -300,7 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "versions": _versions(), "command": " ".join(sys.argv),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
-    lat_s = f", latency {latency['median_ms']:.3f} ms (batch 1, {latency['threads']} thread)" if latency else ""
+    lat_s = (f", latency {latency['median_ms']:.3f} ms at {'x'.join(map(str, latency['shape']))} on "
+             f"{latency['runtime']} (batch 1, {latency['threads']} thread)") if latency else ""
     print(f"{metrics['params']:,} params, {metrics['macs']:,} MACs{lat_s}")
     print(f"wrote {weights}, {out / 'arch.json'}, {out / 'metrics.json'}, {out / 'model.onnx'}")
     return 0

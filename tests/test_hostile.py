@@ -341,6 +341,13 @@ def test_oversized_architecture_is_refused_before_building(change, base: Path, t
                 "--out", str(tmp_path / "t"), timeout=60), "limit", "too large", "memory", "param", "kernel")
 
 
+@pytest.mark.parametrize("shape", ["224x224x", "2x224x224", "1x0x5"])
+def test_train_latency_shape_is_checked_before_training(shape: str, base: Path, tmp_path: Path) -> None:
+    path = _arch_case(base, tmp_path, lambda a: None)
+    refused(cmd("search.train", str(path), "--epochs", "1", "--data-limit", "60", "--latency-shape", shape,
+                "--out", str(tmp_path / "t"), timeout=60), "--latency-shape")
+
+
 # ----------------------------------------------------------------------------- inference mode (i16)
 
 def test_hetconv_works_inside_inference_mode() -> None:

@@ -72,6 +72,9 @@ def test_every_file_and_metric(trained: tuple[Path, str]) -> None:
     assert m["params"] == count_params(untrained) and m["macs"] == count_macs(untrained, (1, 32, 32))
     assert m["learned"] and m["condensed"] and "load_trained" in m["load"]
     assert m["latency"]["median_ms"] > 0 and m["latency"]["threads"] == 1
+    # timed as search.run times a trial by default: inference form at 1x224x224 on onnxruntime
+    assert m["latency"]["shape"] == [1, 224, 224] and m["latency"]["runtime"] == "onnxruntime"
+    assert "at 1x224x224 on onnxruntime" in stdout
     assert m["augmentation"] == {"shift_px": 2, "flip": False} and m["seconds"] > 0
     assert {"torch", "onnx", "onnxruntime", "python", "numpy"} <= set(m["versions"])
     assert m["onnx"]["parity"]["ok"] and m["onnx"]["parity"]["atol"] == 1e-4 and m["onnx"]["parity"]["rtol"] == 1e-3
