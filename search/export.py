@@ -41,7 +41,7 @@ def pick(data: RunData, what: str) -> dict[str, Any]:
     m = re.fullmatch(r"trial:(\d+)", what)
     if m:
         n = int(m.group(1))
-        for r in data.rows:
+        for r in [*data.front, *data.rows]:  # a front member with its end-of-run (re-timed) figures
             if r["number"] == n:
                 if r["state"] != "COMPLETE" or not r["arch"]:
                     raise CliError(f"trial {n} is {r['state'].lower()}, not a completed trial with an architecture")

@@ -123,6 +123,7 @@ def test_baselines_enqueued_and_labelled(tmp_path: Path, capsys: pytest.CaptureF
     Zero-cost proxy (no training) to keep it quick; in-process; pruning on (baselines are exempt).
     """
     import spaces
+    from search.export import pick
     from search.runfolder import collect, dominated_baselines
 
     code, out, _ = call(capsys, run_cmd.main, "--space", "decomp", "--trials", "1", "--proxy", "grad_norm",
@@ -156,6 +157,8 @@ def test_baselines_enqueued_and_labelled(tmp_path: Path, capsys: pytest.CaptureF
         assert set(m["dominates_baselines"]) == beaten
         row = next(r for r in data.front if r["number"] == m["trial"])
         assert set(dominated_baselines(data, row)) == beaten
+        # export --pick trial:N of a front member carries the same re-timed figures
+        assert pick(data, f"trial:{m['trial']}")["values"]["latency"] == final[str(m["trial"])]["latency_ms"]
     for name in expected:   # every baseline that is on the front is labelled in the table
         if any(m["baseline"] == name for m in doc["members"]):
             assert f"[{name}]" in out
