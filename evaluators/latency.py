@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
+from .affinity import pinned
 from .calibration import calibrate, calibration_info, calibration_key, get_calibration
 from .interleave import PairStats, quartiles, time_pairs
 from .machine_lock import LOCK_ENV, LatencyError, LockBusy, compute_slot, lock_path, measurement_lock
@@ -203,7 +204,7 @@ def measure_round(models: Mapping[str, nn.Module], input_shape: tuple[int, int, 
         else:
             fns = {(n, f): _torch_fn(m, x0, f, dev) for n, m in models.items() for f in fmts}
             ref_fn = _torch_fn(ref_model, x0, "contiguous", dev)
-        with guard:
+        with guard, pinned(n_threads):  # one core for the whole window (evaluators.affinity)
             try:
                 torch.set_num_threads(n_threads)
                 with torch.inference_mode():

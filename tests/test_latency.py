@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 
 import pytest
 import torch
@@ -46,6 +47,32 @@ def test_sane_figures_threads_and_format_recorded():
     # the caller's model is untouched: same tensors, same layout, same mode
     assert model.training and model.stem.op.conv.weight is weight
     assert weight.is_contiguous()
+
+
+_SEEN: list[frozenset] = []  # module level: measure_latency times deep copies of the model
+
+
+class _AffinityProbe(nn.Module):
+    """A conv that notes on which cores its caller may run during each forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x):
+        _SEEN.append(frozenset(os.sched_getaffinity(0)))
+        return self.conv(x)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux affinity and two cores")
+def test_a_one_thread_measurement_runs_on_one_core_and_restores_affinity():
+    before = os.sched_getaffinity(0)
+    _SEEN.clear()
+    measure_latency(_AffinityProbe(), (1, 8, 8), threads=1, max_seconds=0.3, calibrate_seconds=0.2)
+    assert _SEEN and all(len(s) == 1 for s in _SEEN), {len(s) for s in _SEEN}
+    assert len(set(_SEEN)) == 1  # the same core for the whole window
+    assert os.sched_getaffinity(0) == before
 
 
 def test_time_cap_reports_unconverged_but_usable():
