@@ -88,7 +88,9 @@ def _local_ray_storage(args: Any) -> str | None:
 
     try:
         doc = json.loads((_resume_dir(args) / CONFIG).read_text())
-        return str(doc.get("storage", JOURNAL)) if doc.get("backend") == "ray" else None
+        if doc.get("backend") != "ray" or (doc.get("ray") or {}).get("address"):
+            return None                             # not Ray, or a cluster run: it resumes on that cluster
+        return str(doc.get("storage", JOURNAL))
     except (OSError, ValueError, AttributeError, CliError):
         return None                                 # the resume path itself reports what is wrong
 

@@ -119,3 +119,21 @@ def test_local_ray_listens_on_loopback_only_and_dies_with_its_driver(tmp_path: P
     left = _in_namespace(ns)
     names = {p: Path(f"/proc/{p}/comm").read_text().strip() for p in left if alive(p)}
     assert not left, f"processes of the killed run still alive after 15 s: {names}"
+
+
+@pytest.mark.parametrize("ray, isolated", [({"address": None}, True), ({"address": "127.0.0.1:6379"}, False),
+                                           (None, True)])
+def test_resume_isolates_only_runs_that_started_their_own_instance(tmp_path: Path, ray, isolated) -> None:
+    """``--resume`` of a run made with ``--address`` goes back to that cluster, which a private
+    namespace cannot reach: only a run with a local instance is re-executed into one."""
+    import argparse
+    import json
+
+    from search.run import _local_ray_storage
+
+    (tmp_path / "config.json").write_text(json.dumps({"backend": "ray", "storage": "study.journal", "ray": ray}))
+    args = argparse.Namespace(address=None, resume=str(tmp_path), backend="optuna", storage=None, name=None,
+                              out=str(tmp_path), space="igc")
+    assert (_local_ray_storage(args) == "study.journal") is isolated
+    args.address = "127.0.0.1:6379"  # an address given now: never isolated
+    assert _local_ray_storage(args) is None
