@@ -34,27 +34,19 @@ def pinned(threads: int) -> Iterator[int | None]:
     """Within the block the calling thread runs on one core (yielded), when ``threads`` is 1 and
     it may run on more than one; otherwise (or where affinity cannot be set) nothing changes and
     None is yielded."""
-    setter, getter = getattr(os, "sched_setaffinity", None), getattr(os, "sched_getaffinity", None)
-    if threads != 1 or setter is None or getter is None:
-        yield None
-        return
     try:
-        allowed = set(getter(0))
+        allowed = os.sched_getaffinity(0) if threads == 1 and hasattr(os, "sched_setaffinity") else set()
+        cpu = current_cpu()
+        cpu = cpu if cpu in allowed else min(allowed, default=None)
+        if len(allowed) < 2 or cpu is None:
+            cpu = None
+        else:
+            os.sched_setaffinity(0, {cpu})
     except OSError:
-        yield None
-        return
-    cpu = current_cpu()
-    if len(allowed) < 2:
-        yield None
-        return
-    cpu = cpu if cpu in allowed else min(allowed)
-    try:
-        setter(0, {cpu})
-    except OSError:
-        yield None
-        return
+        cpu = None
     try:
         yield cpu
     finally:
-        with contextlib.suppress(OSError):
-            setter(0, allowed)
+        if cpu is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(0, allowed)

@@ -76,8 +76,7 @@ class IndexedGroupConv(nn.Module):
         from ..fold import ConvKernel, PermutedOp, fold_conv_bn, inverse_permutation
 
         conv = fold_conv_bn(self.conv, bn, order=inverse_permutation(self.out_index))
-        in_index = None if self._in_identity else self.in_index
-        return PermutedOp(ConvKernel(conv), in_index, self.out_index, in_width=self.in_channels)
+        return PermutedOp(ConvKernel(conv), self.in_index, self.out_index, in_width=self.in_channels)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._in_identity:
