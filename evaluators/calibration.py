@@ -75,8 +75,11 @@ def machine_id() -> dict[str, Any]:
         ort_version = ort.__version__
     except ImportError:
         ort_version = "none"
+    from spaces.fold import ORT_MIN_GROUP_CHANNELS
+
     return {"cpu": _cpu_model(), "cpus": os.cpu_count() or 0, "system": platform.system(),
-            "torch": torch.__version__, "onnxruntime": ort_version}
+            "torch": torch.__version__, "onnxruntime": ort_version,
+            "ort_group_channels": ORT_MIN_GROUP_CHANNELS}
 
 
 def calibration_key(runtime: str, device: str, threads: int, batch: int, input_shape: tuple[int, ...],

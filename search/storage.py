@@ -89,7 +89,10 @@ def machine_info() -> dict[str, Any]:
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
+    from spaces.fold import ORT_MIN_GROUP_CHANNELS
+
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "ort_group_channels": ORT_MIN_GROUP_CHANNELS,
             "platform": platform.platform(), "node": platform.node(), "versions": versions}
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search.onnx_export import check_parity, export_onnx
-from spaces import BACKBONES, build_model, get_backbone, get_space, inference_model
+from spaces import BACKBONES, build_model, fold, get_backbone, get_space, inference_model
 from spaces.arch import Arch, BlockSpec, HeadSpec, LayerSpec
 from spaces.blocks import conv
 from spaces.build import Layer
@@ -222,19 +222,62 @@ def test_model_is_left_unchanged(baselines):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def conv_group_widths(path) -> list[tuple[int, int]]:
+    """(input, output) channels per group of every grouped, non-depthwise Conv in an ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = {t.name: numpy_helper.to_array(t).shape for t in graph.initializer}
+    weights.update({n.output[0]: numpy_helper.to_array(a.t).shape
+                    for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
+    widths = []
+    for node in graph.node:
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type == "Conv" and groups > 1 and node.input[1] in weights:
+            cout, per_in = weights[node.input[1]][:2]
+            if per_in > 1:
+                widths.append((per_in, cout // groups))
+    return widths
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("width", [8, 16])
 @pytest.mark.parametrize("name", ["dense", "group-g8", "group-g4-shuffle", "dwsep", "igc-L4", "igc-M2",
                                   "hetconv-P4", "hetconv-P16", "decomp-asym", "inception", "bottleneck",
                                   "condense-G4", "flgc-G4", "dgc-G4"])
-def test_onnx_export_of_inference_form_passes_parity(baselines, name, tmp_path):
-    """The exported graph (groups merged to >= 16 channels where onnxruntime needs them) is
-    checked against the original model, not only against the inference form."""
+def test_onnx_export_of_inference_form_passes_parity(baselines, name, width, tmp_path, monkeypatch):
+    """The exported graph (groups merged to >= ``width`` channels, the NCHWc block of an AVX2 or
+    an AVX-512 CPU) is checked against the original model, not only against the inference form;
+    no grouped conv in it is narrower than the width."""
+    monkeypatch.setattr(fold, "ORT_MIN_GROUP_CHANNELS", width)
     model = baselines[name]
     fast = inference_model(model)
     path = tmp_path / "m.onnx"
     export_onnx(fast, SHAPE, path)
     assert check_parity(fast, path, SHAPE).ok
     assert check_parity(model, path, SHAPE).ok
+    widths = conv_group_widths(path)
+    assert all(i >= width and o >= width for i, o in widths), widths
+    if name in ("igc-L4", "group-g4-shuffle"):  # 32-channel layers in 4 groups: kept at 8, merged at 16
+        assert ((8, 8) in widths) == (width == 8), widths
+
+
+def test_group_width_follows_the_cpu_and_the_environment(tmp_path, monkeypatch):
+    """MLAS' NCHWc block: 16 with AVX-512F, 8 on other x86-64, 16 where no x86 flags are read
+    (an ARM cpuinfo, no file); ``$GROUPNAS_ORT_GROUP_CHANNELS`` overrides it."""
+    cases = {"flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512bw\n": 16,
+             "flags\t\t: fpu sse sse2 avx avx2 fma\n": 8,
+             "processor\t: 0\nFeatures\t: fp asimd evtstrm aes\n": 16}
+    for i, (text, want) in enumerate(cases.items()):
+        (tmp_path / str(i)).write_text("processor\t: 0\n" + text)
+        assert fold.nchwc_block(str(tmp_path / str(i))) == want, text
+    assert fold.nchwc_block(str(tmp_path / "missing")) == 16
+    monkeypatch.setenv(fold.GROUP_CHANNELS_ENV, "32")
+    assert fold.ort_group_channels() == 32
+    for bad in ("0", "-8", "eight", ""):
+        monkeypatch.setenv(fold.GROUP_CHANNELS_ENV, bad)
+        assert fold.ort_group_channels() == fold.nchwc_block()
 
 
 @pytest.mark.parametrize("groups, cin, cout, want", [(4, 32, 32, 2), (8, 32, 32, 2), (8, 64, 64, 4),

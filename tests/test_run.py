@@ -26,6 +26,7 @@ from search import run as run_cmd
 from search.cli_errors import run_cli
 from search.runfolder import load_run
 from search.sampling import DEFAULT_SAMPLER
+from spaces.fold import ort_group_channels
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -67,6 +68,7 @@ def test_run_folder_contents(finished_run: tuple[Path, str]) -> None:
         assert (run_dir / name).is_file(), name
     config = json.loads((run_dir / "config.json").read_text())
     assert config["machine"]["cpu"] and config["machine"]["versions"]["optuna"] == optuna.__version__
+    assert config["machine"]["ort_group_channels"] == ort_group_channels()  # the export's group width
     assert config["settings"]["epochs"] == 1 and config["sampler"] == DEFAULT_SAMPLER and config["baselines"] == []
     trials = trials_of(run_dir)
     assert config["workers"] == 2
