@@ -39,10 +39,13 @@ def load(run_dir: Path) -> tuple[Any, dict]:
     return study, config
 
 
-def run_study(sampler: str, settings: Any, trials: int, baselines: bool = True,
-              printer: Any = None) -> dict[str, Any]:
-    """Search ``trials`` trials (plus the baselines) with ``make_sampler(sampler, ...)``.
+def run_study(sampler: str, cli: list[str], trials: int, baselines: bool = True,
+              printer: Any = None, seconds: float | None = None) -> dict[str, Any]:
+    """Search ``trials`` trials (plus the baselines) with ``make_sampler(sampler, ...)``; with
+    ``seconds``, no trial starts once that much wall time has passed (baselines included).
 
+    ``cli``: ``search.run`` options (``--space``, ``--data``, ``--seed``, ...), parsed by its own
+    parser, so every setting left out is the product's default (data, latency shape, runtime).
     Returns {"points": [(accuracy, latency)] of completed trials, "base": {name: (acc, lat)},
     "params": [params of every trial, in order], "wall": seconds, "n": completed count}.
     """
@@ -50,12 +53,17 @@ def run_study(sampler: str, settings: Any, trials: int, baselines: bool = True,
     from optuna.trial import TrialState
 
     import spaces
-    from search.backends.optuna_backend import enqueue_baselines, run_trial
+    from search.backends.optuna_loop import run_trial
     from search.objective import get_data
+    from search.options import build_parser, settings_from_args, validate
     from search.sampling import make_sampler
+    from search.study import enqueue_baselines
 
-    data = get_data(settings)
-    space = spaces.get_space(settings.space, backbone=settings.backbone, input_shape=tuple(data.input_shape),
+    args = build_parser().parse_args(cli)
+    validate(args)
+    data = get_data(settings_from_args(args))
+    settings = settings_from_args(args, channels=int(data.input_shape[0]))
+    space = spaces.get_space(args.space, backbone=args.backbone, input_shape=tuple(data.input_shape),
                              num_classes=data.num_classes)
     study = optuna.create_study(directions=settings.directions,
                                 sampler=make_sampler(sampler, seed=settings.seed, n_trials=trials, space=space))
@@ -63,6 +71,8 @@ def run_study(sampler: str, settings: Any, trials: int, baselines: bool = True,
     n_base = len(enqueue_baselines(study, space)) if baselines else 0
     start = time.perf_counter()
     for _ in range(trials + n_base):
+        if seconds is not None and time.perf_counter() - start >= seconds:
+            break
         trial = study.ask()
         state = run_trial(study, trial, space, settings)
         if printer is not None:

@@ -9,10 +9,13 @@ front, pushed out by 10 % of each objective's range (a point of accuracy 0 would
 hypervolume mostly the area under any front, hiding differences; both are printed).
 Also printed: how many architectures each sampler shares with random search at the same
 seed. Target (issue 14): median HV ratio default / random >= 1.15, front dominating at least
-one baseline of every family.
+one baseline of every family. Same budget of trials is the plain run; same budget of wall time
+is ``--match-wall screened``, which runs random search again for as long as the kept screened
+run of each seed took, with no trial cap (random's pruned trials are cheaper, so it gets more).
 
     python bench/search_quality.py [--quick] [--space igc] [--data fashion-mnist] [--trials N]
         [--seeds 3] [--samplers screened,random] [--keep FILE.json]
+    python bench/search_quality.py --samplers random --match-wall screened --keep FILE.json
     python bench/search_quality.py --analyse FILE.json     # the figures of runs kept earlier
 """
 
@@ -71,13 +74,14 @@ def analyse(results: dict[str, list[dict]], default: str) -> dict[str, float]:
         medians[sampler], medians0[sampler] = statistics.median(hvs), statistics.median(hvs0)
     print("\nmedian HV: " + ", ".join(f"{s} {m:.5f}" for s, m in medians.items()))
     ratios = {}
-    if default in medians and medians.get("random"):
-        ratios[default] = medians[default] / medians["random"]
-        print(f"{default} / random median HV: {ratios[default]:.3f}  (target >= 1.15); "
-              f"with the accuracy-0 reference: {medians0[default] / medians0['random']:.3f}")
+    for other in medians:
+        if other != default and default in medians and medians[other]:
+            ratios[other] = medians[default] / medians[other]
+            print(f"{default} / {other} median HV: {ratios[other]:.3f}  (target >= 1.15); "
+                  f"with the accuracy-0 reference: {medians0[default] / medians0[other]:.3f}")
     if "random" in results:
         for sampler, runs in results.items():
-            if sampler == "random":
+            if sampler.startswith("random"):
                 continue
             shared = []
             for r in runs:
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--space", default="igc")
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--trials", type=int, default=None, help="default 36 (16 with --quick)")
+    p.add_argument("--trials", type=int, default=None, help="default search.run's (16 with --quick)")
     p.add_argument("--epochs", type=int, default=None, help="default 3 (2 with --quick)")
     p.add_argument("--data-limit", type=int, default=None, help="default 6000 (1500 with --quick)")
     p.add_argument("--objectives", default="accuracy,latency",
@@ -104,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--samplers", default="screened,random")
     p.add_argument("--keep", default=None, help="add the runs' figures to this JSON file")
+    p.add_argument("--match-wall", default=None, metavar="SAMPLER",
+                   help="run each of --samplers for the wall time SAMPLER's kept run of the same seed took, "
+                        "with no trial cap (kept as '<sampler>-wall'): the same budget of wall time")
     p.add_argument("--analyse", default=None, metavar="FILE", help="only print the figures kept in FILE")
     args = p.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -114,23 +121,31 @@ def main(argv: list[str] | None = None) -> None:
         return
     import torch
 
-    from search.objective import Settings
+    from search.options import DEFAULT_TRIALS
 
     torch.set_num_threads(1)
-    trials = args.trials or (16 if args.quick else 36)
-    settings = dict(space=args.space, data=args.data, data_dir=args.data_dir,
-                    data_limit=args.data_limit or (1500 if args.quick else 6000),
-                    epochs=args.epochs or (2 if args.quick else 3),
-                    objectives=tuple(args.objectives.split(",")), latency_seconds=0.3 if args.quick else 1.0)
+    trials = args.trials or (16 if args.quick else DEFAULT_TRIALS)
+    cli = ["--space", args.space, "--data", args.data, "--objectives", args.objectives,
+           "--data-limit", str(args.data_limit or (1500 if args.quick else 6000)),
+           "--epochs", str(args.epochs or (2 if args.quick else 3)),
+           "--latency-seconds", "0.3" if args.quick else "1.0"]
+    if args.data_dir:
+        cli += ["--data-dir", args.data_dir]
     results: dict[str, list[dict]] = {}
     if args.keep and Path(args.keep).exists():
         results = json.loads(Path(args.keep).read_text())
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for sampler in args.samplers.split(","):
-            r = run_study(sampler, Settings(seed=seed, **settings), trials)
+            label, seconds, cap = sampler, None, trials
+            if args.match_wall:
+                ref = next((r for r in results.get(args.match_wall, []) if r["seed"] == seed), None)
+                if ref is None:
+                    sys.exit(f"error: --match-wall {args.match_wall}: no kept run of seed {seed} in --keep")
+                label, seconds, cap = f"{sampler}-wall", float(ref["wall"]), 100 * trials
+            r = run_study(sampler, [*cli, "--seed", str(seed)], cap, seconds=seconds)
             r["seed"] = seed
-            results.setdefault(sampler, []).append(r)
-            print(f"{sampler}-{seed}: {r['n']} completed trials in {r['wall']:.0f} s", flush=True)
+            results.setdefault(label, []).append(r)
+            print(f"{label}-{seed}: {r['n']} completed trials in {r['wall']:.0f} s", flush=True)
             if args.keep:
                 Path(args.keep).write_text(json.dumps(results))
     analyse(results, DEFAULT_SAMPLER)
