@@ -16,9 +16,9 @@ the kernel's grouped convolutions need intact; 1 for a dense conv, any permutati
 Exporting (ONNX): onnxruntime's CPU convolutions run in its blocked NCHWc layout, whose block
 is 16 channels where the CPU has AVX-512F and 8 on other x86-64 (MLAS' ``NchwcBlockSize``); a
 grouped conv whose groups are narrower than a block leaves that layout and is slow (measured on
-an AVX-512 machine: C=32 at 112x112, 4 groups of 8 take 2.0 ms, 2 groups of 16 with zeros
-1.2 ms, dense 2.2 ms; on an AVX2 one, merging to 8 instead of 16 channels lifts igc-L4's realised
-MAC saving from 51 % to 61 %). While exporting, a kernel merges adjacent groups (zero blocks,
+an earlier machine, where 16 was the better width: C=32 at 112x112, 4 groups of 8 take 2.0 ms,
+2 groups of 16 with zeros 1.2 ms, dense 2.2 ms; on an AVX2 machine without AVX-512, merging to
+8 instead of 16 channels lifts igc-L4's realised MAC saving from 51 % to 59-62 %). While exporting, a kernel merges adjacent groups (zero blocks,
 the same function) until each has ``ORT_MIN_GROUP_CHANNELS`` channels: this machine's block
 (``ort_group_channels``), or ``$GROUPNAS_ORT_GROUP_CHANNELS`` to export for another machine.
 """
