@@ -18,9 +18,10 @@ is 16 channels where the CPU has AVX-512F and 8 on other x86-64 (MLAS' ``NchwcBl
 grouped conv whose groups are narrower than a block leaves that layout and is slow (measured on
 an earlier machine, where 16 was the better width: C=32 at 112x112, 4 groups of 8 take 2.0 ms,
 2 groups of 16 with zeros 1.2 ms, dense 2.2 ms; on an AVX2 machine without AVX-512, merging to
-8 instead of 16 channels lifts igc-L4's realised MAC saving from 51 % to 59-62 %). While exporting, a kernel merges adjacent groups (zero blocks,
-the same function) until each has ``ORT_MIN_GROUP_CHANNELS`` channels: this machine's block
-(``ort_group_channels``), or ``$GROUPNAS_ORT_GROUP_CHANNELS`` to export for another machine.
+8 instead of 16 channels lifts igc-L4's realised MAC saving from 51 % to 59-62 %). While
+exporting, a kernel merges adjacent groups (zero blocks, the same function) until each has
+``ORT_MIN_GROUP_CHANNELS`` channels: this machine's block (``ort_group_channels``), or
+``$GROUPNAS_ORT_GROUP_CHANNELS`` to export for another machine.
 """
 
 from __future__ import annotations
