@@ -52,19 +52,15 @@ def run_study(sampler: str, cli: list[str], trials: int, baselines: bool = True,
     import optuna
     from optuna.trial import TrialState
 
-    import spaces
     from search.backends.optuna_loop import run_trial
-    from search.objective import get_data
-    from search.options import build_parser, settings_from_args, validate
+    from search.options import build_parser, validate
+    from search.run import trial_setup
     from search.sampling import make_sampler
     from search.study import enqueue_baselines
 
     args = build_parser().parse_args(cli)
     validate(args)
-    data = get_data(settings_from_args(args))
-    settings = settings_from_args(args, channels=int(data.input_shape[0]))
-    space = spaces.get_space(args.space, backbone=args.backbone, input_shape=tuple(data.input_shape),
-                             num_classes=data.num_classes)
+    _, settings, space = trial_setup(args)
     study = optuna.create_study(directions=settings.directions,
                                 sampler=make_sampler(sampler, seed=settings.seed, n_trials=trials, space=space))
     study.set_user_attr("objectives", list(settings.objectives))

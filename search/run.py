@@ -108,18 +108,24 @@ def _isolate_local_ray(args: Any) -> None:
     netns.reexec_isolated("search.run", sys.argv[1:])
 
 
+def trial_setup(args: Any) -> tuple[Any, Any, Any]:
+    """(data, trial settings, space) of parsed ``search.run`` options, as a run uses them."""
+    from .objective import get_data
+
+    data = get_data(settings_from_args(args))       # DataError for a missing folder, before any file
+    settings = settings_from_args(args, data.input_shape[0])  # the latency shape takes the data's channels
+    return data, settings, _space(args.space, args.backbone, data)
+
+
 def _new_run(args: Any) -> tuple[Path, RunConfig, Any]:
     """Validate everything, then create the run folder, config.json and the study."""
     import optuna
 
-    from .objective import get_data
     from .sampling import population_for
     from .storage import JOURNAL, machine_info, new_run_dir, open_storage, write_config
     from .study import create_study, enqueue_baselines
 
-    data = get_data(settings_from_args(args))       # DataError for a missing folder, before any file
-    settings = settings_from_args(args, data.input_shape[0])  # the latency shape takes the data's channels
-    space = _space(args.space, args.backbone, data)
+    data, settings, space = trial_setup(args)
     if args.storage is not None and "://" in args.storage:
         open_storage(args.storage)                  # a bad URL fails before the run folder exists
     run_dir = new_run_dir(args.out, args.space, args.name)
