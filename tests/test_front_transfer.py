@@ -1,0 +1,65 @@
+"""bench/front_transfer.py's claim list and rank agreement, against brute force on made-up trials."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from front_transfer import claims, rank_agreement  # noqa: E402
+
+
+def _trials(rng: np.random.Generator, n: int, baselines: int) -> list:
+    out = []
+    for i in range(n):
+        state = TrialState.PRUNED if rng.random() < 0.2 else TrialState.COMPLETE
+        values = [float(rng.choice([0.80, 0.82, 0.84, 0.86])), float(rng.choice([4.0, 5.0, 6.0]))]
+        attrs = {"baseline": f"b{i}"} if i < baselines else {}
+        t = create_trial(state=state, values=values if state == TrialState.COMPLETE else None,
+                         params={"x": float(i)}, distributions={"x": FloatDistribution(0, 100)},
+                         user_attrs=attrs, intermediate_values={0: values[0]})
+        t.number = i
+        out.append(t)
+    return out
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """accuracy up, latency down, at least as good in both and not equal."""
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+def test_claims_are_every_front_member_over_every_baseline_it_dominates() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        trials = _trials(rng, 14, baselines=5)
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        front = [t for t in done if not any(_dominates(tuple(o.values), tuple(t.values)) for o in done)]
+        base = {t.user_attrs["baseline"]: t for t in done if "baseline" in t.user_attrs}
+        expect = {(m.number, name) for m, (name, b) in itertools.product(front, base.items())
+                  if m.number != b.number and _dominates(tuple(m.values), tuple(b.values))}
+        got_front, got_base, pairs = claims(trials)
+        assert sorted(t.number for t in got_front) == sorted(t.number for t in front)
+        assert set(got_base) == set(base)
+        assert set(pairs) == expect and len(pairs) == len(expect)
+
+
+def test_rank_agreement_is_pearson_on_ranks_and_nan_when_undefined() -> None:
+    rng = np.random.default_rng(0)
+    short = {i: float(v) for i, v in enumerate(rng.random(9))}
+    long = {i: float(v) for i, v in enumerate(rng.random(9))}
+    ranks = [np.argsort(np.argsort([d[k] for k in sorted(d)])) for d in (short, long)]
+    assert np.isclose(rank_agreement(short, long), np.corrcoef(*ranks)[0, 1])
+    assert np.isclose(rank_agreement(short, short), 1.0)
+    assert np.isclose(rank_agreement(short, {k: -v for k, v in short.items()}), -1.0)
+    assert np.isnan(rank_agreement({0: 0.1, 1: 0.2}, {0: 0.3, 1: 0.4}))
+    assert np.isnan(rank_agreement(short, dict.fromkeys(short, 0.5)))
+
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
