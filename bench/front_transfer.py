@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
           f"Spearman {rho:.2f}; the {args.epochs}-epoch accuracies span {spread:.4f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"pairs": pairs, "held": held, "long_acc": long_acc,
-                                              "spearman": rho}, indent=1))
+                                              "spearman": None if rho != rho else rho}, indent=1))
 
 
 if __name__ == "__main__":
