@@ -12,6 +12,9 @@ zero-cost score of ``evaluators.zero_cost.SCORES`` on one training minibatch; pa
 Printed: Spearman and Kendall tau of each proxy with the reference, and the mean seconds the
 proxy takes per arch. Target: the default proxy reaches Spearman >= 0.8.
 
+``--out`` is rewritten (atomically) after every arch, so a killed run loses at most the arch in
+progress; ``--resume`` with the same ``--out`` and settings continues after the last saved arch.
+
 ``--quick`` (8 archs, 3 reference epochs on 4,000 examples, proxy on 1,500) only checks that
 the pipeline runs; its correlations are not the issue's figure.
 """
@@ -21,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -36,6 +38,7 @@ from bench.latency_stability import sample_archs  # noqa: E402
 from evaluators.data import Split, load_data, stratified_split  # noqa: E402
 from evaluators.train_proxy import DEFAULT_EPOCHS, TrainingDiverged, train  # noqa: E402
 from evaluators.zero_cost import SCORES  # noqa: E402
+from search.safe_files import atomic_write_text  # noqa: E402
 from spaces import build_model  # noqa: E402
 
 
@@ -53,12 +56,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="training examples of the reference (stratified; val/test kept whole)")
     ap.add_argument("--proxy-limit", type=int, default=6000,
                     help="examples (train + val pool) the short-training proxy sees, as search.run's --data-limit")
-    ap.add_argument("--out", default=None, help="write every figure to this JSON file")
+    ap.add_argument("--out", default=None, help="write every figure to this JSON file (after every arch)")
+    ap.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     ap.add_argument("--quick", action="store_true", help="8 archs, 3 reference epochs on 4,000 examples")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.ref_epochs = min(args.n, 8), min(args.ref_epochs, 3)
         args.train_examples, args.proxy_limit = min(args.train_examples, 4000), min(args.proxy_limit, 1500)
+    if args.resume and not args.out:
+        ap.error("--resume needs --out")
     torch.set_num_threads(args.threads)
 
     full = load_data(args.data, args.data_dir, seed=args.seed)
@@ -80,8 +86,34 @@ def main(argv: list[str] | None = None) -> None:
     seconds: dict[str, float] = {n: 0.0 for n in names}
     reference: list[float] = []
     t_ref = 0.0
+    settings = {"space": args.space, "data": args.data, "seed": args.seed, "n": args.n,
+                "ref_epochs": args.ref_epochs, "train_examples": len(data.train),
+                "proxy_limit": args.proxy_limit, "batch": args.batch}
+    arch_json = [a.to_json() for a in archs]
+    if args.resume and Path(args.out).exists():
+        saved = json.loads(Path(args.out).read_text())
+        if saved.get("settings") != settings or saved.get("archs") != arch_json:
+            sys.exit(f"error: {args.out} was written with other settings or archs; drop --resume")
+        reference = list(saved["reference"])
+        for n in names:
+            values[n] = list(saved["values"][n])
+            seconds[n] = saved["seconds"][n]
+        t_ref = saved["seconds_reference"]
+        print(f"resuming after {len(reference)} of {len(archs)} archs")
+
+    def save(table: dict | None = None) -> None:
+        if not args.out:
+            return
+        doc = {"source": source, "settings": settings, "archs": arch_json, "reference": reference,
+               "values": values, "seconds": seconds, "seconds_reference": t_ref, "table": table,
+               "ref_epochs": args.ref_epochs}
+        atomic_write_text(args.out, json.dumps(doc, indent=1))
+
+    first = len(reference)
     t0 = time.perf_counter()
     for i, arch in enumerate(archs):
+        if i < first:
+            continue
         t = time.perf_counter()
         try:
             reference.append(train(build_model(arch, seed=i), data, args.ref_epochs, split="test").accuracy)
@@ -105,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
                 v = float("nan")
             seconds[name] += time.perf_counter() - t
             values[name].append(v)
+        save()
         done = i + 1
-        eta = (time.perf_counter() - t0) / done * (len(archs) - done)
+        eta = (time.perf_counter() - t0) / (done - first) * (len(archs) - done)
         print(f"  arch {done}/{len(archs)}: ref {reference[-1]:.3f}  "
               + "  ".join(f"{e}ep {values[f'train-{e}ep'][-1]:.3f}" for e in budgets)
               + f"  (ETA {eta:.0f} s)", flush=True)
@@ -127,10 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         table[name] = {"spearman": float(rho), "kendall": float(tau), "seconds": seconds[name] / len(archs)}
         mark = "  <- default proxy" if name == f"train-{DEFAULT_EPOCHS}ep" else ""
         print(f"{name:<14}{rho:>10.3f}{tau:>10.3f}{seconds[name] / len(archs):>10.3f}{mark}")
-    if args.out:
-        Path(args.out).write_text(json.dumps({"source": source, "reference": reference, "values": values,
-                                              "table": table, "ref_epochs": args.ref_epochs}, indent=1,
-                                             default=lambda x: None if isinstance(x, float) and math.isnan(x) else x))
+    save(table)
 
 
 if __name__ == "__main__":
