@@ -111,9 +111,7 @@ def main(argv: list[str] | None = None) -> None:
 
     first = len(reference)
     t0 = time.perf_counter()
-    for i, arch in enumerate(archs):
-        if i < first:
-            continue
+    for i, arch in enumerate(archs[first:], start=first):
         t = time.perf_counter()
         try:
             reference.append(train(build_model(arch, seed=i), data, args.ref_epochs, split="test").accuracy)
