@@ -12,8 +12,15 @@ zero-cost score of ``evaluators.zero_cost.SCORES`` on one training minibatch; pa
 Printed: Spearman and Kendall tau of each proxy with the reference, and the mean seconds the
 proxy takes per arch. Target: the default proxy reaches Spearman >= 0.8.
 
+``--ref-seeds K`` trains the reference K times per arch (init and data order from seed s =
+0..K-1; seed 0 is the single reference). It then also prints the reference's own
+reproducibility, the Spearman between its seeds, and each proxy's Spearman with the mean of the
+K references. An estimate of the best Spearman any proxy can expect against one reference seed
+is sqrt(seed-to-seed Spearman): the reference's noise bounds the figure the target asks for.
+
 ``--out`` is rewritten (atomically) after every arch, so a killed run loses at most the arch in
-progress; ``--resume`` with the same ``--out`` and settings continues after the last saved arch.
+progress; ``--resume`` with the same ``--out`` and settings continues where it stopped, and
+with a larger ``--ref-seeds`` adds the missing reference seeds to a finished run.
 
 ``--quick`` (8 archs, 3 reference epochs on 4,000 examples, proxy on 1,500) only checks that
 the pipeline runs; its correlations are not the issue's figure.
@@ -56,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="training examples of the reference (stratified; val/test kept whole)")
     ap.add_argument("--proxy-limit", type=int, default=6000,
                     help="examples (train + val pool) the short-training proxy sees, as search.run's --data-limit")
+    ap.add_argument("--ref-seeds", type=int, default=1,
+                    help="reference trainings per arch, seeds 0..K-1 (K >= 2 also measures the reference's noise)")
     ap.add_argument("--out", default=None, help="write every figure to this JSON file (after every arch)")
     ap.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     ap.add_argument("--quick", action="store_true", help="8 archs, 3 reference epochs on 4,000 examples")
@@ -65,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         args.train_examples, args.proxy_limit = min(args.train_examples, 4000), min(args.proxy_limit, 1500)
     if args.resume and not args.out:
         ap.error("--resume needs --out")
+    if args.ref_seeds < 1 or args.n < 2:
+        ap.error("--ref-seeds must be >= 1 and --n >= 2")
     torch.set_num_threads(args.threads)
 
     full = load_data(args.data, args.data_dir, seed=args.seed)
@@ -84,40 +95,60 @@ def main(argv: list[str] | None = None) -> None:
     names = [f"train-{e}ep" for e in budgets] + list(SCORES)
     values: dict[str, list[float]] = {n: [] for n in names}
     seconds: dict[str, float] = {n: 0.0 for n in names}
-    reference: list[float] = []
+    refs: list[list[float]] = [[] for _ in range(args.ref_seeds)]
     t_ref = 0.0
     settings = {"space": args.space, "data": args.data, "seed": args.seed, "n": args.n,
                 "ref_epochs": args.ref_epochs, "train_examples": len(data.train),
                 "proxy_limit": args.proxy_limit, "batch": args.batch}
     arch_json = [a.to_json() for a in archs]
     if args.resume and Path(args.out).exists():
-        saved = json.loads(Path(args.out).read_text())
-        if saved.get("settings") != settings or saved.get("archs") != arch_json:
+        try:
+            saved = json.loads(Path(args.out).read_text())
+            same = saved.get("settings") == settings and saved.get("archs") == arch_json
+            saved_refs = [list(r) for r in saved.get("references") or [saved["reference"]]]
+            saved_values = {n: list(saved["values"][n]) for n in names}
+            saved_seconds = {n: float(saved["seconds"][n]) for n in names}
+            t_ref = float(saved["seconds_reference"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            sys.exit(f"error: cannot resume from {args.out}: not a proxy_correlation file ({type(e).__name__}: {e})")
+        if not same:
             sys.exit(f"error: {args.out} was written with other settings or archs; drop --resume")
-        reference = list(saved["reference"])
-        for n in names:
-            values[n] = list(saved["values"][n])
-            seconds[n] = saved["seconds"][n]
-        t_ref = saved["seconds_reference"]
-        print(f"resuming after {len(reference)} of {len(archs)} archs")
+        refs = saved_refs + refs[len(saved_refs):]
+        values, seconds = saved_values, saved_seconds
+        print(f"resuming: reference seeds done {[len(r) for r in refs]}, proxies done {len(values[names[0]])}, "
+              f"of {len(archs)} archs")
 
-    def save(table: dict | None = None) -> None:
+    def save(table: dict | None = None, noise: dict | None = None) -> None:
         if not args.out:
             return
-        doc = {"source": source, "settings": settings, "archs": arch_json, "reference": reference,
-               "values": values, "seconds": seconds, "seconds_reference": t_ref, "table": table,
+        doc = {"source": source, "settings": settings, "archs": arch_json, "reference": refs[0],
+               "references": refs, "values": values, "seconds": seconds, "seconds_reference": t_ref, "table": table,
+               "reference_noise": noise,
                "ref_epochs": args.ref_epochs}
         atomic_write_text(args.out, json.dumps(doc, indent=1))
 
-    first = len(reference)
+    first = min(len(r) for r in [*refs, values[names[0]]])
     t0 = time.perf_counter()
+
+    def eta(done: int) -> float:
+        return (time.perf_counter() - t0) / (done - first) * (len(archs) - done)
+
     for i, arch in enumerate(archs[first:], start=first):
-        t = time.perf_counter()
-        try:
-            reference.append(train(build_model(arch, seed=i), data, args.ref_epochs, split="test").accuracy)
-        except TrainingDiverged:
-            reference.append(0.0)
-        t_ref += time.perf_counter() - t
+        for s, reference in enumerate(refs):
+            if len(reference) > i:
+                continue
+            t = time.perf_counter()
+            try:  # seed 0: init seed i, data order 0 (the single-reference run's figures)
+                model = build_model(arch, seed=i + 1000 * s)
+                reference.append(train(model, data, args.ref_epochs, seed=s, split="test").accuracy)
+            except TrainingDiverged:
+                reference.append(0.0)
+            t_ref += time.perf_counter() - t
+        save()
+        if len(values[names[0]]) > i:  # proxies saved before: only reference seeds were missing
+            print(f"  arch {i + 1}/{len(archs)}: ref " + " ".join(f"{r[i]:.3f}" for r in refs)
+                  + f"  (ETA {eta(i + 1):.0f} s)", flush=True)
+            continue
         for e in budgets:
             t = time.perf_counter()
             try:
@@ -136,16 +167,23 @@ def main(argv: list[str] | None = None) -> None:
             seconds[name] += time.perf_counter() - t
             values[name].append(v)
         save()
-        done = i + 1
-        eta = (time.perf_counter() - t0) / (done - first) * (len(archs) - done)
-        print(f"  arch {done}/{len(archs)}: ref {reference[-1]:.3f}  "
+        print(f"  arch {i + 1}/{len(archs)}: ref " + " ".join(f"{r[i]:.3f}" for r in refs) + "  "
               + "  ".join(f"{e}ep {values[f'train-{e}ep'][-1]:.3f}" for e in budgets)
-              + f"  (ETA {eta:.0f} s)", flush=True)
+              + f"  (ETA {eta(i + 1):.0f} s)", flush=True)
 
-    ref = np.array(reference)
-    print(f"\nreference accuracy: min {ref.min():.3f} median {np.median(ref):.3f} max {ref.max():.3f}; "
-          f"{t_ref / len(archs):.2f} s per arch")
-    print(f"{'proxy':<14}{'Spearman':>10}{'Kendall':>10}{'s/arch':>10}")
+    ref, k = np.array(refs[0]), len(refs)
+    mean_ref = np.mean(np.array(refs), axis=0)
+    print(f"\nreference accuracy (seed 0): min {ref.min():.3f} median {np.median(ref):.3f} max {ref.max():.3f}; "
+          f"{t_ref / sum(len(r) for r in refs):.2f} s per reference training")
+    noise = None
+    if k > 1:
+        noise = reference_noise(refs)
+        print(f"reference seed-to-seed: Spearman {noise['seed_spearman']:.3f} (mean over seed pairs), "
+              f"SD of one training {noise['seed_sd']:.4f}; best Spearman a noise-free proxy can expect: "
+              f"{noise['ceiling_one_seed']:.2f} against one seed, {noise['ceiling_mean']:.2f} against "
+              f"the {k}-seed mean")
+    extra = f"{f'mean of {k}':>12}" if k > 1 else ""
+    print(f"{'proxy':<14}{'Spearman':>10}{'Kendall':>10}{extra}{'s/arch':>10}   (against reference seed 0)")
     table = {}
     for name in names:
         v = np.array(values[name], dtype=float)
@@ -155,11 +193,34 @@ def main(argv: list[str] | None = None) -> None:
         v = np.where(np.isneginf(v), -1e300, v)
         rho = spearmanr(v, ref).statistic
         tau = kendalltau(v, ref).statistic
-        table[name] = {"spearman": float(rho), "kendall": float(tau), "seconds": seconds[name] / len(archs)}
+        row = {"spearman": float(rho), "kendall": float(tau), "seconds": seconds[name] / len(archs)}
+        cell = ""
+        if k > 1:
+            row["spearman_mean_reference"] = float(spearmanr(v, mean_ref).statistic)
+            cell = f"{row['spearman_mean_reference']:>12.3f}"
+        table[name] = row
         mark = "  <- default proxy" if name == f"train-{DEFAULT_EPOCHS}ep" else ""
-        print(f"{name:<14}{rho:>10.3f}{tau:>10.3f}{seconds[name] / len(archs):>10.3f}{mark}")
-    save(table)
+        print(f"{name:<14}{rho:>10.3f}{tau:>10.3f}{cell}{seconds[name] / len(archs):>10.3f}{mark}")
+    save(table, noise)
 
+
+def reference_noise(refs: list[list[float]]) -> dict[str, float]:
+    """How reproducible the reference is, from K >= 2 trainings per arch (rows of ``refs``).
+
+    ``seed_spearman``: mean Spearman over seed pairs, the rank reliability r of one reference
+    seed; ``seed_sd``: SD of the per-arch difference between two seeds over sqrt(2) (the noise of
+    one training). A proxy that ranked by the noise-free accuracy would still correlate with a
+    noisy reference at only about sqrt(r) (the attenuation bound); against the mean of K seeds
+    the reliability is K r / (1 + (K - 1) r) (Spearman-Brown).
+    """
+    a = np.array(refs, dtype=float)
+    k = len(a)
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    r = float(np.mean([spearmanr(a[i], a[j]).statistic for i, j in pairs]))
+    sd = float(np.mean([np.std(a[i] - a[j], ddof=1) for i, j in pairs]) / np.sqrt(2))
+    rk = k * r / (1 + (k - 1) * r) if r > 0 else 0.0
+    return {"seeds": k, "seed_spearman": r, "seed_sd": sd,
+            "ceiling_one_seed": float(np.sqrt(max(r, 0.0))), "ceiling_mean": float(np.sqrt(max(rk, 0.0)))}
 
 if __name__ == "__main__":
     main()
