@@ -145,30 +145,27 @@ def main(argv: list[str] | None = None) -> None:
                 reference.append(0.0)
             t_ref += time.perf_counter() - t
         save()
-        if len(values[names[0]]) > i:  # proxies saved before: only reference seeds were missing
-            print(f"  arch {i + 1}/{len(archs)}: ref " + " ".join(f"{r[i]:.3f}" for r in refs)
-                  + f"  (ETA {eta(i + 1):.0f} s)", flush=True)
-            continue
-        for e in budgets:
-            t = time.perf_counter()
-            try:
-                acc = train(build_model(arch, seed=i), proxy_data, e).accuracy
-            except TrainingDiverged:
-                acc = 0.0
-            seconds[f"train-{e}ep"] += time.perf_counter() - t
-            values[f"train-{e}ep"].append(acc)
-        model = build_model(arch, seed=i)
-        for name, fn in SCORES.items():
-            t = time.perf_counter()
-            try:
-                v = fn(model, xb, yb)
-            except ImportError:  # params/macs before evaluators.cost exists
-                v = float("nan")
-            seconds[name] += time.perf_counter() - t
-            values[name].append(v)
-        save()
+        if len(values[names[0]]) <= i:  # else the proxies were saved before and only reference seeds were missing
+            for e in budgets:
+                t = time.perf_counter()
+                try:
+                    acc = train(build_model(arch, seed=i), proxy_data, e).accuracy
+                except TrainingDiverged:
+                    acc = 0.0
+                seconds[f"train-{e}ep"] += time.perf_counter() - t
+                values[f"train-{e}ep"].append(acc)
+            model = build_model(arch, seed=i)
+            for name, fn in SCORES.items():
+                t = time.perf_counter()
+                try:
+                    v = fn(model, xb, yb)
+                except ImportError:  # params/macs before evaluators.cost exists
+                    v = float("nan")
+                seconds[name] += time.perf_counter() - t
+                values[name].append(v)
+            save()
         print(f"  arch {i + 1}/{len(archs)}: ref " + " ".join(f"{r[i]:.3f}" for r in refs) + "  "
-              + "  ".join(f"{e}ep {values[f'train-{e}ep'][-1]:.3f}" for e in budgets)
+              + "  ".join(f"{e}ep {values[f'train-{e}ep'][i]:.3f}" for e in budgets)
               + f"  (ETA {eta(i + 1):.0f} s)", flush=True)
 
     ref, k = np.array(refs[0]), len(refs)
@@ -221,6 +218,7 @@ def reference_noise(refs: list[list[float]]) -> dict[str, float]:
     rk = k * r / (1 + (k - 1) * r) if r > 0 else 0.0
     return {"seeds": k, "seed_spearman": r, "seed_sd": sd,
             "ceiling_one_seed": float(np.sqrt(max(r, 0.0))), "ceiling_mean": float(np.sqrt(max(rk, 0.0)))}
+
 
 if __name__ == "__main__":
     main()
