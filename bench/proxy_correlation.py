@@ -7,7 +7,10 @@ Reference (issue 14): each arch trained ``--ref-epochs`` (10) epochs on ``--trai
 (20,000) training examples, accuracy on the official TEST split (so the proxies, scored on
 the validation split, share no evaluation noise with it). Proxies: short training on the
 search's own data budget (``--proxy-limit`` examples, 6,000 by default: what ``search.run``
-trains a trial on) for 1 and the default number of epochs, same seed and init; every
+trains a trial on) for 1 and the default number of epochs, same seed and init, each scored two
+ways on the same trained net: ``train-Nep`` on ``--proxy-val`` validation examples (the val split
+topped up from outside the proxy's sample, as ``search.run --val-examples`` scores a trial) and
+``train-Nep-valsplit`` on the val split of the sample alone (the proxy before issue 14's fix); every
 zero-cost score of ``evaluators.zero_cost.SCORES`` on one training minibatch; params / MACs.
 Printed: Spearman and Kendall tau of each proxy with the reference, and the mean seconds the
 proxy takes per arch. Target: the default proxy reaches Spearman >= 0.8.
@@ -43,8 +46,9 @@ from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
 from bench.latency_stability import sample_archs  # noqa: E402
 from evaluators.data import Split, load_data, stratified_split  # noqa: E402
-from evaluators.train_proxy import DEFAULT_EPOCHS, TrainingDiverged, train  # noqa: E402
+from evaluators.train_proxy import DEFAULT_EPOCHS, TrainingDiverged, pooled_accuracy, train  # noqa: E402
 from evaluators.zero_cost import SCORES  # noqa: E402
+from search.options import DEFAULT_VAL_EXAMPLES  # noqa: E402
 from search.safe_files import atomic_write_text  # noqa: E402
 from spaces import build_model  # noqa: E402
 
@@ -63,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="training examples of the reference (stratified; val/test kept whole)")
     ap.add_argument("--proxy-limit", type=int, default=6000,
                     help="examples (train + val pool) the short-training proxy sees, as search.run's --data-limit")
+    ap.add_argument("--proxy-val", type=int, default=DEFAULT_VAL_EXAMPLES,
+                    help="validation examples the short-training proxy is scored on, as search.run's --val-examples")
     ap.add_argument("--ref-seeds", type=int, default=1,
                     help="reference trainings per arch, seeds 0..K-1 (K >= 2 also measures the reference's noise)")
     ap.add_argument("--out", default=None, help="write every figure to this JSON file (after every arch)")
@@ -74,8 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         args.train_examples, args.proxy_limit = min(args.train_examples, 4000), min(args.proxy_limit, 1500)
     if args.resume and not args.out:
         ap.error("--resume needs --out")
-    if args.ref_seeds < 1 or args.n < 2:
-        ap.error("--ref-seeds must be >= 1 and --n >= 2")
+    if args.ref_seeds < 1 or args.n < 2 or args.proxy_val < 1:
+        ap.error("--ref-seeds and --proxy-val must be >= 1 and --n >= 2")
     torch.set_num_threads(args.threads)
 
     full = load_data(args.data, args.data_dir, seed=args.seed)
@@ -83,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.train_examples < len(full.train):
         keep, _ = stratified_split(full.train.y.numpy(), (args.train_examples / len(full.train),), args.seed)
         data = dataclasses.replace(full, train=Split(full.train.x[keep], full.train.y[keep]))
-    proxy_data = load_data(args.data, args.data_dir, seed=args.seed, limit=args.proxy_limit)
+    proxy_data = load_data(args.data, args.data_dir, seed=args.seed, limit=args.proxy_limit,
+                           val_examples=args.proxy_val)
+    split_only = dataclasses.replace(proxy_data, val_extra=None)
     archs, source = sample_archs(args.space, args.n, args.seed, data.input_shape, data.num_classes)
     print(f"{len(archs)} archs from {source}; reference: {args.ref_epochs} epochs on {len(data.train)} "
           f"examples, test split of {len(data.test)}; proxy data {proxy_data.describe()}; threads={args.threads}")
@@ -92,14 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     xb, yb = data.train.x[pick], data.train.y[pick]
 
     budgets = sorted({1, DEFAULT_EPOCHS})
-    names = [f"train-{e}ep" for e in budgets] + list(SCORES)
+    names = [f"train-{e}ep{kind}" for e in budgets for kind in ("", "-valsplit")] + list(SCORES)
     values: dict[str, list[float]] = {n: [] for n in names}
     seconds: dict[str, float] = {n: 0.0 for n in names}
     refs: list[list[float]] = [[] for _ in range(args.ref_seeds)]
     t_ref = 0.0
     settings = {"space": args.space, "data": args.data, "seed": args.seed, "n": args.n,
                 "ref_epochs": args.ref_epochs, "train_examples": len(data.train),
-                "proxy_limit": args.proxy_limit, "batch": args.batch}
+                "proxy_limit": args.proxy_limit, "proxy_val": args.proxy_val, "batch": args.batch}
     arch_json = [a.to_json() for a in archs]
     if args.resume and Path(args.out).exists():
         try:
@@ -147,12 +155,8 @@ def main(argv: list[str] | None = None) -> None:
         save()
         if len(values[names[0]]) <= i:  # else the proxies were saved before and only reference seeds were missing
             for e in budgets:
-                t = time.perf_counter()
-                try:
-                    acc = train(build_model(arch, seed=i), proxy_data, e).accuracy
-                except TrainingDiverged:
-                    acc = 0.0
-                seconds[f"train-{e}ep"] += time.perf_counter() - t
+                small, acc = proxy_pair(arch, i, split_only, proxy_data.val_extra, e, seconds)
+                values[f"train-{e}ep-valsplit"].append(small)
                 values[f"train-{e}ep"].append(acc)
             model = build_model(arch, seed=i)
             for name, fn in SCORES.items():
@@ -165,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
                 values[name].append(v)
             save()
         print(f"  arch {i + 1}/{len(archs)}: ref " + " ".join(f"{r[i]:.3f}" for r in refs) + "  "
-              + "  ".join(f"{e}ep {values[f'train-{e}ep'][i]:.3f}" for e in budgets)
+              + "  ".join(f"{e}ep {values[f'train-{e}ep'][i]:.3f} (split {values[f'train-{e}ep-valsplit'][i]:.3f})"
+                          for e in budgets)
               + f"  (ETA {eta(i + 1):.0f} s)", flush=True)
 
     ref, k = np.array(refs[0]), len(refs)
@@ -180,12 +185,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{noise['ceiling_one_seed']:.2f} against one seed, {noise['ceiling_mean']:.2f} against "
               f"the {k}-seed mean")
     extra = f"{f'mean of {k}':>12}" if k > 1 else ""
-    print(f"{'proxy':<14}{'Spearman':>10}{'Kendall':>10}{extra}{'s/arch':>10}   (against reference seed 0)")
+    print(f"{'proxy':<20}{'Spearman':>10}{'Kendall':>10}{extra}{'s/arch':>10}   (against reference seed 0)")
     table = {}
     for name in names:
         v = np.array(values[name], dtype=float)
         if np.all(np.isnan(v)):
-            print(f"{name:<14}{'n/a':>10}{'n/a':>10}{'':>10}  (evaluators.cost missing)")
+            print(f"{name:<20}{'n/a':>10}{'n/a':>10}{'':>10}  (evaluators.cost missing)")
             continue
         v = np.where(np.isneginf(v), -1e300, v)
         rho = spearmanr(v, ref).statistic
@@ -197,8 +202,33 @@ def main(argv: list[str] | None = None) -> None:
             cell = f"{row['spearman_mean_reference']:>12.3f}"
         table[name] = row
         mark = "  <- default proxy" if name == f"train-{DEFAULT_EPOCHS}ep" else ""
-        print(f"{name:<14}{rho:>10.3f}{tau:>10.3f}{cell}{seconds[name] / len(archs):>10.3f}{mark}")
+        print(f"{name:<20}{rho:>10.3f}{tau:>10.3f}{cell}{seconds[name] / len(archs):>10.3f}{mark}")
     save(table, noise)
+
+
+def proxy_pair(arch, index: int, data, extra: Split | None, epochs: int,
+               seconds: dict[str, float]) -> tuple[float, float]:
+    """The short-training proxy of one arch scored on the val split alone and on val + ``extra``.
+
+    One training (on ``data``, whose ``val_extra`` is None, so its accuracy is the val split's);
+    the trained net is then scored on ``extra`` and the two accuracies pooled by example count
+    (``pooled_accuracy``, as ``train`` does when the data carries ``val_extra``). The pooled
+    arm's seconds include the extra evaluation.
+    """
+    t = time.perf_counter()
+    try:
+        res = train(build_model(arch, seed=index), data, epochs)
+    except TrainingDiverged:
+        seconds[f"train-{epochs}ep-valsplit"] += time.perf_counter() - t
+        seconds[f"train-{epochs}ep"] += time.perf_counter() - t
+        return 0.0, 0.0
+    t_train = time.perf_counter() - t
+    small = pooled = res.accuracy
+    if res.model is not None:
+        pooled = pooled_accuracy(res.model, small, len(data.val), extra)
+    seconds[f"train-{epochs}ep-valsplit"] += t_train
+    seconds[f"train-{epochs}ep"] += time.perf_counter() - t
+    return small, pooled
 
 
 def reference_noise(refs: list[list[float]]) -> dict[str, float]:

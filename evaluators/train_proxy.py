@@ -12,6 +12,11 @@ Learned-grouping ops (``spaces.LearnedOp``) train through a hook: the loss gains
 ``sum(op.regularizer())``, after epoch ``e`` of ``E`` every op gets ``op.schedule(e / E)``,
 and the final accuracy is that of ``spaces.condense_model(model)``.
 
+The final epoch's validation accuracy also counts ``data.val_extra`` when the data has it
+(``evaluators.data.load_data(val_examples=...)``): the accuracy over val and val_extra
+together, ``(a_val n_val + a_extra n_extra) / (n_val + n_extra)``. Earlier epochs, which only
+feed pruning, stay on the small val split, so the extra examples cost one evaluation a trial.
+
 Deterministic for a seed: shuffling uses its own ``torch.Generator``, and dropout draws from
 the global RNG inside ``torch.random.fork_rng`` seeded with ``seed`` (the caller's RNG state is
 left as it was). Weight initialisation is the builder's job. Thread count: the caller's,
@@ -32,6 +37,7 @@ from torch import Tensor, nn
 from .latency import compute_slot
 
 __all__ = ["TrainingDiverged", "TrainResult", "train", "train_and_evaluate", "evaluate", "recalibrate_bn",
+           "pooled_accuracy",
            "DEFAULT_EPOCHS", "DEFAULT_LR", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_EPOCHS = 3
@@ -93,6 +99,17 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> f
 
 
 @torch.no_grad()
+def pooled_accuracy(model: nn.Module, accuracy: float, n_scored: int, extra: Any) -> float:
+    """``accuracy`` (measured on ``n_scored`` examples) pooled with ``model``'s accuracy on the
+    split ``extra``: ``(a n + a_extra n_extra) / (n + n_extra)``; ``accuracy`` when ``extra`` is
+    None or empty."""
+    if extra is None or len(extra) == 0:
+        return accuracy
+    n_extra = len(extra)
+    return (accuracy * n_scored + evaluate(model, extra.x, extra.y) * n_extra) / (n_scored + n_extra)
+
+
+@torch.no_grad()
 def recalibrate_bn(model: nn.Module, x: Tensor, batch_size: int, max_examples: int = 512) -> None:
     """Re-estimate every BatchNorm's running statistics as the plain average over
     ``max_examples`` training inputs (train-mode forward passes, no gradient).
@@ -141,7 +158,8 @@ def train(model: nn.Module, data: Any, epochs: int = DEFAULT_EPOCHS, lr: float =
           threads: int | None = None, device: str = "cpu") -> TrainResult:
     """Train ``model`` in place on ``data.train`` and return a ``TrainResult``.
 
-    ``split`` ("val" or "test") is the split the accuracy is measured on. ``report(epoch,
+    ``split`` ("val" or "test") is the split the accuracy is measured on (with "val", the final
+    epoch adds ``data.val_extra`` when present; see the module doc). ``report(epoch,
     accuracy)`` is called after each epoch (1-based); whatever it raises propagates unchanged.
     Raises ``TrainingDiverged`` when the loss is NaN/inf or its running mean exceeds
     ``diverge_factor * ln(num_classes)`` (ten times the loss of a uniform guess).
@@ -162,6 +180,7 @@ def train(model: nn.Module, data: Any, epochs: int = DEFAULT_EPOCHS, lr: float =
         _positive("threads", threads, int)
     x_tr, y_tr = data.train.x, data.train.y
     x_ev, y_ev = getattr(data, split).x, getattr(data, split).y
+    extra = getattr(data, "val_extra", None) if split == "val" else None
     if len(y_tr) == 0:
         raise ValueError("the training split is empty")
     dev = torch.device(device)
@@ -225,6 +244,8 @@ def train(model: nn.Module, data: Any, epochs: int = DEFAULT_EPOCHS, lr: float =
                 if recalibrate:
                     recalibrate_bn(scored, x_calib, batch_size)
                 acc = evaluate(scored, x_ev, y_ev)
+                if final:
+                    acc = pooled_accuracy(scored, acc, len(y_ev), extra)
                 history.append(acc)
                 if report is not None:
                     report(epoch, acc)

@@ -41,10 +41,10 @@ def get_data(settings: Settings) -> Any:
     """The data set of ``settings``, loaded once per process."""
     from evaluators.data import load_data
 
-    key = (settings.data, settings.data_dir, settings.seed, settings.data_limit)
+    key = (settings.data, settings.data_dir, settings.seed, settings.data_limit, settings.val_examples)
     if key not in _DATA_CACHE:
         _DATA_CACHE[key] = load_data(settings.data, settings.data_dir, seed=settings.seed,
-                                     limit=settings.data_limit)
+                                     limit=settings.data_limit, val_examples=settings.val_examples)
     return _DATA_CACHE[key]
 
 

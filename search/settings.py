@@ -2,6 +2,8 @@
 
 The run as a whole (space, sampler, budget, workers, storage ...) is ``search.config.RunConfig``;
 the objectives are stored once, at its top level, and handed to ``Settings`` when it is built.
+``val_examples``: how many validation examples a trial's final accuracy is scored on
+(``evaluators.data.load_data``; per-epoch pruning stays on the val split).
 Thread counts are explicit: ``threads`` for the latency measurement, ``train_threads`` for the
 training (None: the backend gives each trial its share of the cores); both are set for the call
 that uses them and restored afterwards (``evaluators.train_proxy.train``, ``evaluators.latency``).
@@ -33,6 +35,9 @@ class Settings:
     data: str = "digits"
     data_dir: str | None = None
     data_limit: int | None = None
+    #: the final score's validation examples, topped up from outside ``data_limit`` (issue 14);
+    #: None (runs made before it existed): the val split alone
+    val_examples: int | None = None
     proxy: str = "train"
     epochs: int = 3
     lr: float = 0.1

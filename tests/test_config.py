@@ -68,3 +68,5 @@ def test_latency_settings_are_typed_and_checked(tmp_path: Path) -> None:
             Settings(**bad)  # type: ignore[arg-type]
     old = Settings.from_dict({"epochs": 2})     # a config.json from before: eager torch at the data's size
     assert (old.runtime, old.latency_shape, old.latency) == ("torch", None, "measured")
+    assert old.val_examples is None  # issue 14: older runs keep scoring on their val split alone
+    assert Settings.from_dict(Settings(val_examples=5000).to_dict()).val_examples == 5000

@@ -288,3 +288,51 @@ def test_plain_npy_gets_its_own_message(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((4, 1, 8, 8)))
     with pytest.raises(DataError, match=r"single \.npy array.*numpy\.savez\(FILE, x=x, y=y\)"):
         load_data("npz", tmp_path / "x.npy")
+
+
+# ----------------------------------------------------------------------------- val_extra (issue 14)
+
+def _which(rows: np.ndarray, x: torch.Tensor) -> np.ndarray:
+    """Index into ``rows`` (raw images, flattened) of each normalised image of ``x``: both are
+    standardised per image (an affine normalisation leaves that unchanged) and matched."""
+    def z(a: np.ndarray) -> np.ndarray:
+        a = a.reshape(len(a), -1).astype(np.float64)
+        return (a - a.mean(1, keepdims=True)) / a.std(1, keepdims=True)
+    dist = ((z(x.numpy())[:, None, :] - z(rows)[None, :, :]) ** 2).mean(2)
+    best = dist.argmin(1)
+    assert np.all(dist[np.arange(len(best)), best] < 1e-8), "every image comes from the pool"
+    return best
+
+
+def test_val_extra_comes_from_outside_the_limit_stratified_and_normalised_like_train(tmp_path):
+    raw_x, raw_y = _fashion(tmp_path, n_train=400, n_test=20)["train"]
+    d = load_data("fashion-mnist", tmp_path, seed=0, limit=100, val_examples=150)
+    assert d.val_extra is not None and len(d.val) + len(d.val_extra) == 150
+    tr, va, ex = (_which(raw_x, s.x) for s in (d.train, d.val, d.val_extra))
+    assert len(set(tr)) + len(set(va)) + len(set(ex)) == len(set(tr) | set(va) | set(ex)) == 230  # disjoint
+    assert np.array_equal(raw_y[ex], d.val_extra.y.numpy())  # labels travel with their images
+    # stratified: each class's 30 left-out examples give round(30 * 130 / 300) = 13
+    assert np.array_equal(np.bincount(d.val_extra.y.numpy(), minlength=10), np.full(10, 13))
+    # normalised with the train split's statistics, computed here from the raw train images
+    train_raw = raw_x[tr].astype(np.float64) / 255
+    m, s = train_raw.mean(), train_raw.std()
+    expect = (raw_x[ex].astype(np.float64) / 255 - m) / s
+    assert np.allclose(d.val_extra.x.numpy()[:, 0], expect, atol=1e-4)
+    assert "+130 for the final score" in d.describe()
+    # the draw is fixed by the seed and changes with it
+    again = load_data("fashion-mnist", tmp_path, seed=0, limit=100, val_examples=150)
+    other = load_data("fashion-mnist", tmp_path, seed=1, limit=100, val_examples=150)
+    assert torch.equal(again.val_extra.x, d.val_extra.x)
+    assert not np.array_equal(np.sort(_which(raw_x, other.val_extra.x)), np.sort(ex))
+
+
+def test_val_extra_sizes_at_the_edges(tmp_path):
+    _fashion(tmp_path, n_train=400, n_test=20)
+    whole = load_data("fashion-mnist", tmp_path, seed=0, limit=100, val_examples=10**6)
+    assert len(whole.val_extra) == 300  # the pool runs out: everything the limit left out
+    assert load_data("fashion-mnist", tmp_path, seed=0, limit=100, val_examples=20).val_extra is None
+    assert load_data("fashion-mnist", tmp_path, seed=0, val_examples=150).val_extra is None  # no limit
+    assert load_data("fashion-mnist", tmp_path, seed=0, limit=100).val_extra is None
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(DataError, match="val_examples must be a positive integer"):
+            load_data("fashion-mnist", tmp_path, limit=100, val_examples=bad)

@@ -229,6 +229,7 @@ def _bad(code: int, err: str) -> None:
     (["--storage", "nosuchdb://x/y"], "cannot open storage"),
     (["--proxy", "magic"], "unknown proxy"),
     (["--trials", "0"], "--trials must be positive"),
+    (["--val-examples", "0"], "--val-examples must be positive"),
     # issue 15: every option has a stated range
     (["--threads", "100000"], "--threads must be at most"),
     (["--seed", "-1"], "--seed must be between 0 and"),

@@ -155,3 +155,26 @@ def test_learned_op_hook(digits):
     strong, sop = net(1.0)
     train(strong, digits, 3, lr=0.05)
     assert sop.fc.weight.norm() < 0.2 * op.fc.weight.norm()
+
+
+def test_final_accuracy_pools_val_extra_and_pruning_epochs_do_not(digits):
+    """issue 14: the last epoch is scored on val + val_extra, weighted by example count."""
+    import dataclasses
+
+    data = load_data("digits", limit=300, val_examples=700)
+    n = len(data.val) + len(data.val_extra)
+    assert abs(n - 700) <= 10  # per-class rounding of the stratified draw: at most one a class
+    pooled = train(_tiny(), data, 2, seed=3)
+    plain_model = _tiny()
+    plain = train(plain_model, dataclasses.replace(data, val_extra=None), 2, seed=3)
+    assert pooled.history[0] == plain.history[0]  # per-epoch (pruning) figures: the val split alone
+    plain_model.eval()
+    with torch.no_grad():
+        hits_val = int((plain_model(data.val.x).argmax(1) == data.val.y).sum())
+        hits_extra = int((plain_model(data.val_extra.x).argmax(1) == data.val_extra.y).sum())
+    assert plain.accuracy == pytest.approx(hits_val / len(data.val))
+    assert pooled.accuracy == pytest.approx((hits_val + hits_extra) / n)
+    assert pooled.accuracy != plain.accuracy  # the two scores differ on these nets
+    # the test split is never pooled with val_extra
+    assert train(_tiny(), data, 1, seed=3, split="test").accuracy == \
+        train(_tiny(), dataclasses.replace(data, val_extra=None), 1, seed=3, split="test").accuracy
