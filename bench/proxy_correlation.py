@@ -53,6 +53,23 @@ from search.safe_files import atomic_write_text  # noqa: E402
 from spaces import build_model  # noqa: E402
 
 
+def strict_json(obj: object) -> object:
+    """``obj`` with every NaN / +-inf float replaced by None, so ``json.dumps`` writes standard
+    JSON (``null``) instead of the ``NaN`` / ``Infinity`` tokens strict parsers reject."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def floats_back(xs: list) -> list[float]:
+    """A saved list of scores as floats: the ``null`` that ``strict_json`` wrote reads as NaN."""
+    return [float("nan") if x is None else float(x) for x in xs]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=30)
@@ -113,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             saved = json.loads(Path(args.out).read_text())
             same = saved.get("settings") == settings and saved.get("archs") == arch_json
-            saved_refs = [list(r) for r in saved.get("references") or [saved["reference"]]]
-            saved_values = {n: list(saved["values"][n]) for n in names}
+            saved_refs = [floats_back(r) for r in saved.get("references") or [saved["reference"]]]
+            saved_values = {n: floats_back(saved["values"][n]) for n in names}
             saved_seconds = {n: float(saved["seconds"][n]) for n in names}
             t_ref = float(saved["seconds_reference"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -133,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                "references": refs, "values": values, "seconds": seconds, "seconds_reference": t_ref, "table": table,
                "reference_noise": noise,
                "ref_epochs": args.ref_epochs}
-        atomic_write_text(args.out, json.dumps(doc, indent=1))
+        atomic_write_text(args.out, json.dumps(strict_json(doc), indent=1, allow_nan=False))
 
     first = min(len(r) for r in [*refs, values[names[0]]])
     t0 = time.perf_counter()
