@@ -2,7 +2,8 @@
 
 ``run_search`` runs ``search.run`` (for the samplers its ``--sampler`` accepts); ``run_study``
 drives an in-memory Optuna study with ``search.sampling.make_sampler`` and the product's own
-trial (``run_trial``: the same objective, dedup and front pruning), so that any sampler of
+trial (``run_trial``: the same objective, dedup and front pruning) and the product's latency
+price (``search.study.settings_price``), so that any sampler of
 ``search.sampling`` can be compared while the command-line wiring catches up.
 """
 
@@ -56,13 +57,14 @@ def run_study(sampler: str, cli: list[str], trials: int, baselines: bool = True,
     from search.options import build_parser, validate
     from search.run import trial_setup
     from search.sampling import make_sampler
-    from search.study import enqueue_baselines
+    from search.study import enqueue_baselines, settings_price
 
     args = build_parser().parse_args(cli)
     validate(args)
     _, settings, space = trial_setup(args)
     study = optuna.create_study(directions=settings.directions,
-                                sampler=make_sampler(sampler, seed=settings.seed, n_trials=trials, space=space))
+                                sampler=make_sampler(sampler, seed=settings.seed, n_trials=trials, space=space,
+                                                     price=settings_price(settings)))
     study.set_user_attr("objectives", list(settings.objectives))
     n_base = len(enqueue_baselines(study, space)) if baselines else 0
     start = time.perf_counter()

@@ -27,6 +27,7 @@ delegates to multi-objective TPE.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -198,9 +199,26 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
             p, m = self._additive(arch)
             row = [math.log(max(1.0, p)), math.log(max(1.0, m))]
             if self.price is not None:
-                row.append(math.log(max(1e-9, float(self.price(arch)))))
+                try:
+                    row.append(math.log(max(1e-9, float(self.price(arch)))))
+                except Exception as err:  # a price that fails is dropped, not the search
+                    warnings.warn(f"screened sampler: the extra price failed ({type(err).__name__}: {err}); "
+                                  "candidates are priced by params and MACs only from now on", stacklevel=2)
+                    self.price = None
+                    self._prices.clear()
+                    return self._priced(params)
             self._prices[k] = row
         return self._prices[k]
+
+    def _price_all(self, rows: list[dict[str, Any]]) -> None:
+        """Price every row before any feature matrix is built, so that all share one width
+        (a price that fails part-way is dropped for all of them)."""
+        had = self.price is not None
+        for p in rows:
+            self._priced(p)
+        if had and self.price is None:
+            for p in rows:
+                self._priced(p)
 
     def _features(self, rows: list[dict[str, Any]], vocab: dict[tuple, int]) -> np.ndarray:
         x = np.zeros((len(rows), len(vocab) + 2 + (self.price is not None)))
@@ -229,6 +247,7 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
             for k, v in p.items():
                 vocab.setdefault((k, repr(v)), len(vocab))
         acc_rows, acc_y = _accuracy_targets(rows, complete, acc_i)
+        self._price_all(cands + [t.params for t in rows])
         x_c = self._features(cands, vocab)
         forest = self._forest(rng, self._features([t.params for t in acc_rows], vocab), np.array(acc_y))
         acc = np.stack([tree.predict(x_c) for tree in forest.estimators_])  # (trees, candidates)

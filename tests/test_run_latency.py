@@ -132,20 +132,21 @@ def test_block_backbones_end_to_end(backbone: str, tmp_path: Path) -> None:
     assert graph.node and not any(n.op_type == "BatchNormalization" for n in graph.node), "inference form exported"
 
 
-def test_screened_sampler_is_priced_by_the_latency_model_in_predicted_mode() -> None:
+def test_screened_sampler_is_priced_by_the_latency_model_when_latency_is_an_objective() -> None:
     import spaces
     from evaluators.latency_model import predict_latency
     from search.config import RunConfig
     from search.settings import Settings
     from search.study import latency_price
 
-    def config(latency: str) -> RunConfig:
-        s = Settings(latency=latency, latency_shape=(1, 16, 16), runtime="torch")
+    def config(latency: str, objectives: tuple[str, ...] = ("accuracy", "latency")) -> RunConfig:
+        s = Settings(latency=latency, latency_shape=(1, 16, 16), runtime="torch", objectives=objectives)
         return RunConfig(space="groups", backbone="small", settings=s, input_shape=(1, 32, 32), num_classes=10,
                          study_name="x", sampler="screened")
 
-    assert latency_price(config("measured")) is None
-    price = latency_price(config("predicted"))
+    assert latency_price(config("measured", ("accuracy", "macs"))) is None  # nothing to price
     arch = spaces.get_space("groups", input_shape=(1, 32, 32), num_classes=10).baselines()["group-g4"]
-    assert price is not None
-    assert price(arch) == predict_latency(arch, input_shape=(1, 16, 16), batch_size=1, threads=1, runtime="torch")
+    want = predict_latency(arch, input_shape=(1, 16, 16), batch_size=1, threads=1, runtime="torch")
+    for mode in ("measured", "predicted"):
+        price = latency_price(config(mode))
+        assert price is not None and price(arch) == want, mode
