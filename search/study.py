@@ -41,7 +41,7 @@ def latency_price(config: RunConfig) -> Any:
     training, so the sampler's latency surrogate starts from a figure that ranks nearly as the
     measurement does (Spearman 0.96 on 30 ``igc`` trials at 1x224x224 onnxruntime) instead of
     from params and MACs alone. The first trials that need a new layer pay its timing (about
-    0.3 s a layer, some 100 layers for ``igc`` on the small backbone); the trials' latency of
+    0.3 s a layer; some 100 layers for ``igc`` on the small backbone, 600 for ``mixed``); the trials' latency of
     record stays the measured one."""
     return settings_price(config.settings)
 
