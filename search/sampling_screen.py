@@ -205,8 +205,7 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
                     warnings.warn(f"screened sampler: the extra price failed ({type(err).__name__}: {err}); "
                                   "candidates are priced by params and MACs only from now on", stacklevel=2)
                     self.price = None
-                    self._prices.clear()
-                    return self._priced(params)
+                    self._prices.clear()  # rows priced before carry the dropped column
             self._prices[k] = row
         return self._prices[k]
 
