@@ -14,7 +14,7 @@ is ``--match-wall screened``, which runs random search again for as long as the 
 run of each seed took, with no trial cap (random's pruned trials are cheaper, so it gets more).
 
     python bench/search_quality.py [--quick] [--space igc] [--data fashion-mnist] [--trials N]
-        [--seeds 3] [--samplers screened,random] [--keep FILE.json]
+        [--seeds 3] [--samplers screened,random] [--prune-margin M] [--keep FILE.json]
     python bench/search_quality.py --samplers random --match-wall screened --keep FILE.json
     python bench/search_quality.py --analyse FILE.json     # the figures of runs kept earlier
 """
@@ -93,7 +93,21 @@ def analyse(results: dict[str, list[dict]], default: str) -> dict[str, float]:
     return ratios
 
 
-def main(argv: list[str] | None = None) -> None:
+def arm_cli(args: argparse.Namespace) -> list[str]:
+    """The ``search.run`` options every arm runs with (the seed is added per run)."""
+    cli = ["--space", args.space, "--data", args.data, "--objectives", args.objectives,
+           "--data-limit", str(args.data_limit or (1500 if args.quick else 6000)),
+           "--epochs", str(args.epochs or (2 if args.quick else 3)),
+           "--latency-seconds", "0.3" if args.quick else "1.0"]
+    if args.data_dir:
+        cli += ["--data-dir", args.data_dir]
+    if args.prune_margin is not None:
+        cli += ["--prune-margin", str(args.prune_margin)]
+    return cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="16 trials of 2 epochs on 1,500 examples")
     p.add_argument("--space", default="igc")
@@ -104,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-limit", type=int, default=None, help="default 6000 (1500 with --quick)")
     p.add_argument("--objectives", default="accuracy,latency",
                    help="accuracy,macs compares the samplers free of latency-measurement noise")
+    p.add_argument("--prune-margin", type=float, default=None,
+                   help="search.run's --prune-margin for every arm (default search.run's)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--samplers", default="screened,random")
@@ -112,7 +128,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="run each of --samplers for the wall time SAMPLER's kept run of the same seed took, "
                         "with no trial cap (kept as '<sampler>-wall'): the same budget of wall time")
     p.add_argument("--analyse", default=None, metavar="FILE", help="only print the figures kept in FILE")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from search.sampling import DEFAULT_SAMPLER
 
@@ -125,12 +145,14 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     trials = args.trials or (16 if args.quick else DEFAULT_TRIALS)
-    cli = ["--space", args.space, "--data", args.data, "--objectives", args.objectives,
-           "--data-limit", str(args.data_limit or (1500 if args.quick else 6000)),
-           "--epochs", str(args.epochs or (2 if args.quick else 3)),
-           "--latency-seconds", "0.3" if args.quick else "1.0"]
-    if args.data_dir:
-        cli += ["--data-dir", args.data_dir]
+    cli = arm_cli(args)
+    from search.cli_errors import CliError
+    from search.options import build_parser as run_parser, validate
+
+    try:  # a bad search.run option is one error line here, not a traceback from the first arm
+        validate(run_parser().parse_args(cli))
+    except CliError as err:
+        sys.exit(f"error: {err}")
     results: dict[str, list[dict]] = {}
     if args.keep and Path(args.keep).exists():
         results = json.loads(Path(args.keep).read_text())
