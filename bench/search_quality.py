@@ -3,7 +3,8 @@
 Each run searches ``--trials`` trials on top of the space's baselines with the product's own
 trial (``bench/_search.run_study``: objective, dedup, front pruning), sampler from
 ``search.sampling.make_sampler``. Printed per run: hypervolume, completed trials, wall
-seconds, which baselines the front dominates (and whether every family is covered). The
+seconds, which baselines a searched trial dominates (and whether every family is covered;
+the run's own baselines dominating one another do not count: they are in every arm). The
 hypervolume uses ONE reference point for all runs: the nadir of the union of every run's
 front, pushed out by 10 % of each objective's range (a point of accuracy 0 would make the
 hypervolume mostly the area under any front, hiding differences; both are printed).
@@ -32,13 +33,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
-
 from _search import run_study  # noqa: E402
 
 
-def _dominated(front: np.ndarray, base: dict) -> list[str]:
+def _dominated(points: np.ndarray, base: dict) -> list[str]:
+    """Names of the baselines some row of ``points`` (-accuracy, cost) dominates."""
     return sorted(n for n, (a, l) in base.items()
-                  if any(f[0] <= -a and f[1] <= l and (f[0] < -a or f[1] < l) for f in front))
+                  if any(f[0] <= -a and f[1] <= l and (f[0] < -a or f[1] < l) for f in points))
+
+
+def searched_points(run: dict) -> np.ndarray:
+    """The completed trials of ``run`` that the sampler proposed, as (-accuracy, cost): its
+    points less its baselines' (a baseline dominating another says nothing of the search)."""
+    base = {tuple(map(float, v)) for v in run["base"].values()}
+    rows = [(-float(a), float(c)) for a, c in run["points"] if (float(a), float(c)) not in base]
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def coverage(run: dict) -> tuple[list[str], int, int]:
+    """(baselines a searched trial dominates, families with one of them, families in the space);
+    a baseline's family is its name up to the first ``-``."""
+    dom = _dominated(searched_points(run), run["base"])
+    families = {n.split("-")[0] for n in run["base"]}
+    return dom, len({n.split("-")[0] for n in dom}), len(families)
 
 
 def _key(p: dict) -> tuple:
@@ -65,12 +82,11 @@ def analyse(results: dict[str, list[dict]], default: str) -> dict[str, float]:
             hvs.append(hv)
             hvs0.append(hv0)
             f = p[pareto_mask(p)]
-            dom = _dominated(f, r["base"])
-            families = {n.split("-")[0] for n in r["base"]}
-            hit = {n.split("-")[0] for n in dom}
-            print(f"{sampler:>9} seed {r['seed']}: HV {hv:.5f} (acc-0 ref {hv0:.4f}), {r['n']} completed, "
-                  f"{r['wall']:.0f} s; front {len(f)} members, dominates {len(dom)}/{len(r['base'])} baselines "
-                  f"({', '.join(dom) or '-'}); families covered {len(hit)}/{len(families)}")
+            dom, hit, families = coverage(r)
+            print(f"{sampler:>9} seed {r['seed']}: HV {hv:.5f} (acc-0 ref {hv0:.4f}), {r['n']} completed "
+                  f"({len(searched_points(r))} searched), {r['wall']:.0f} s; front {len(f)} members; searched "
+                  f"trials dominate {len(dom)}/{len(r['base'])} baselines ({', '.join(dom) or '-'}); families "
+                  f"covered {hit}/{families}")
         medians[sampler], medians0[sampler] = statistics.median(hvs), statistics.median(hvs0)
     print("\nmedian HV: " + ", ".join(f"{s} {m:.5f}" for s, m in medians.items()))
     ratios = {}
@@ -147,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     trials = args.trials or (16 if args.quick else DEFAULT_TRIALS)
     cli = arm_cli(args)
     from search.cli_errors import CliError
-    from search.options import build_parser as run_parser, validate
+    from search.options import build_parser as run_parser
+    from search.options import validate
 
     try:  # a bad search.run option is one error line here, not a traceback from the first arm
         validate(run_parser().parse_args(cli))
