@@ -18,6 +18,7 @@ Targets (issue 12): new method median CV <= 5 %, every Spearman >= 0.9.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -59,12 +60,13 @@ def old_absolute(model, shape, seconds: float, window: int = 20, tolerance: floa
         work = copy.deepcopy(model).eval().to(memory_format=fmt)  # outside inference mode (op caches)
         x = x0.contiguous(memory_format=fmt)
         with torch.inference_mode():
-            one = min(time_calls(lambda: work(x), 1) for _ in range(5))
+            call = functools.partial(work, x)
+            one = min(time_calls(call, 1) for _ in range(5))
             inner = max(1, int(2.0 / max(one, 1e-3)))
             samples, kept, kept_spread = [], [], float("inf")
             t_cap = time.perf_counter() + seconds
             while time.perf_counter() < t_cap:
-                samples.append(time_calls(lambda: work(x), inner))
+                samples.append(time_calls(call, inner))
                 if len(samples) >= window:
                     q1, med, q3 = quartiles(samples[-window:])
                     if (q3 - q1) / med < kept_spread:

@@ -139,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                     row.append(ort_ratio(dense_onnx[k], path, x.numpy(), rounds, args.threads))
                 seen[key] = (macs, row[0], row[2], row[1], row[3])
             macs, tb, ta, ob, oa = seen[key]
-            print(f"{sname:<9}{bname:<18}{macs:>6.2f} | {tb:>13.3f}{_share(tb, macs)} | {ta:>12.3f}{_share(ta, macs)} | "
-                  f"{ob:>11.3f}{_share(ob, macs)} | {oa:>10.3f}{_share(oa, macs)}", flush=True)
+            print(f"{sname:<9}{bname:<18}{macs:>6.2f} | {tb:>13.3f}{_share(tb, macs)} | "
+                  f"{ta:>12.3f}{_share(ta, macs)} | {ob:>11.3f}{_share(ob, macs)} | "
+                  f"{oa:>10.3f}{_share(oa, macs)}", flush=True)
             if bname in TARGETS:
                 best[bname] = max((1 - ta) / (1 - macs), (1 - oa) / (1 - macs))
     if best:

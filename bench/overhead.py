@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
-
 from _search import load, run_search  # noqa: E402
 
 
@@ -38,16 +37,17 @@ def search_overhead(tmp: Path, trials: int, epochs: int) -> None:
           f"inside evaluate_arch {ev:.1f} s")
     print(f"  outside evaluation, trial loop only:       {100 * (loop - ev) / loop:.1f} %  (target < 5 %)")
     print(f"  outside evaluation, whole command (setup, data, report, plots): {100 * (wall - ev) / wall:.1f} %")
-    print(f"  per-trial bookkeeping (storage, dedup, pruning checks): {(per_trial - ev) / len(trials_) * 1000:.0f} ms/trial")
+    bookkeeping_ms = (per_trial - ev) / len(trials_) * 1000
+    print(f"  per-trial bookkeeping (storage, dedup, pruning checks): {bookkeeping_ms:.0f} ms/trial")
 
 
 def report_10k(tmp: Path, n: int) -> None:
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import create_trial
-    from spaces import get_backbone
 
     from search.report import main as report_main
     from search.runfolder import JOURNAL, open_storage, write_config
+    from spaces import get_backbone
 
     run_dir = tmp / "synthetic"
     run_dir.mkdir()

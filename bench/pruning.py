@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
-
 from _search import load, run_search  # noqa: E402
 
 
@@ -65,7 +64,8 @@ def main() -> None:
                                         "--timeout", str(budget), *extra, *flag, "--out", tmp, "--name", label])
             study, _ = load(run_dir)
             runs[label] = study
-        worst = max(t.values[1] for s in runs.values() for t in s.get_trials(deepcopy=False) if t.state.name == "COMPLETE")
+        worst = max(t.values[1] for s in runs.values() for t in s.get_trials(deepcopy=False)
+                    if t.state.name == "COMPLETE")
         ref = [0.0, 1.1 * worst]
         for label, study in runs.items():
             ts = study.get_trials(deepcopy=False)

@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     trials = args.trials or (16 if args.quick else DEFAULT_TRIALS)
     cli = arm_cli(args)
     from search.cli_errors import CliError
-    from search.options import build_parser as run_parser
-    from search.options import validate
+    from search.options import build_parser as run_parser, validate
 
     try:  # a bad search.run option is one error line here, not a traceback from the first arm
         validate(run_parser().parse_args(cli))

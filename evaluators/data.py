@@ -33,8 +33,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data_errors import DataError
-from .data_files import CIFAR_TEST_FILE, CIFAR_TRAIN_FILES, check_fits, cifar_folder, converted_bytes, \
-    read_cifar_batch, read_npz
+from .data_files import (
+    CIFAR_TEST_FILE,
+    CIFAR_TRAIN_FILES,
+    check_fits,
+    cifar_folder,
+    converted_bytes,
+    read_cifar_batch,
+    read_npz,
+)
 
 __all__ = ["DataError", "Split", "Dataset", "DATASETS", "load_data", "check_arch_data", "stratified_split",
            "batches", "MAX_CLASSES"]
@@ -303,8 +310,8 @@ def load_data(name: str = "digits", data_dir: str | Path | None = None, seed: in
     ``lazy`` (``folder`` only): True keeps images on disk, None decides by memory.
     ``val_examples`` (digits, fashion-mnist, cifar10, with ``limit``): ``val_extra`` holds
     enough examples the limit left out to make ``val`` + ``val_extra`` that many (fewer when
-    the pool runs out; within one a class, from rounding), stratified, normalised with the train split's statistics; the final
-    score of a short training then rests on many more examples than the small val split
+    the pool runs out; within one a class, from rounding), stratified, normalised with the train
+    split's statistics; the final score of a short training then rests on many more examples than the small val split
     (issue 14: scoring on 12,000 instead of 1,200 raised the proxy's Spearman by 0.05-0.07).
     """
     if not isinstance(seed, int) or isinstance(seed, bool):

@@ -112,7 +112,7 @@ class LazyImages(torch.utils.data.Dataset):
             return torch.zeros((0, self.channels, self.size, self.size))
         return torch.stack([self.image(i) for i in ids])
 
-    def subset(self, ids: Sequence[int]) -> "LazyImages":
+    def subset(self, ids: Sequence[int]) -> LazyImages:
         return LazyImages([self.paths[int(i)] for i in ids], self.size, self.channels, self.mean, self.std,
                           self.workers)
 

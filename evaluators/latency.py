@@ -10,12 +10,12 @@ How: interleaved with the fixed reference network (``evaluators.reference``) in 
 candidate sample, reference sample, ... -- until the last ``window`` per-pair ratios agree
 within ``tolerance`` (``IQR / median``), the minimums settle, or the time cap; ``ref_ratio``
 is ``min(candidate samples) / min(reference samples)`` over all pairs (``evaluators.interleave``
-says why the minimum: it survives a heavily loaded machine where the median does not). Milliseconds are ``median_ms = ref_ratio *
-ref_ms``, where ``ref_ms`` is the per-machine calibration of the reference for the same
-runtime / device / threads / batch / shape, measured once and cached outside the run
-(``evaluators.calibration``, ``$GROUPNAS_CACHE_DIR``). Machine drift between processes or over
-minutes hits candidate and reference alike and cancels in the ratio; ``raw_ms`` keeps the
-absolute median of the candidate's own samples. On CUDA every sample is synchronised.
+says why the minimum: it survives a heavily loaded machine where the median does not).
+Milliseconds are ``median_ms = ref_ratio * ref_ms``, where ``ref_ms`` is the per-machine
+calibration of the reference for the same runtime / device / threads / batch / shape, measured
+once and cached outside the run (``evaluators.calibration``, ``$GROUPNAS_CACHE_DIR``). Machine
+drift between processes or over minutes hits candidate and reference alike and cancels in the
+ratio; ``raw_ms`` keeps the absolute median of the candidate's own samples. On CUDA every sample is synchronised.
 
 ``measure_round(models, ...)`` times many models in ONE interleaved round (rotating order),
 so that figures meant to be compared (the front and the baselines at the end of a run) come
@@ -235,7 +235,8 @@ def _result(s: PairStats, fmt: str, formats: dict[str, float], ref_ms: float, ke
     spread = (q3 - q1) / med if med > 0 else 0.0
     ratio = s.ratio
     return LatencyResult(
-        median_ms=ratio * ref_ms, iqr_ms=spread * ratio * ref_ms, runs=len(s.ratios), threads=threads, memory_format=fmt,
+        median_ms=ratio * ref_ms, iqr_ms=spread * ratio * ref_ms, runs=len(s.ratios), threads=threads,
+        memory_format=fmt,
         device=device, batch_size=batch_size, cv=spread / 1.349, inner=s.inner, converged=s.converged,
         drawn=len(s.ratios), node=node, formats=formats, runtime=runtime, input_shape=shape, ref_ratio=ratio,
         ref_ms=ref_ms, spread=spread, raw_ms=statistics.median(s.cand_ms), reference=ref_name, calibration=key)

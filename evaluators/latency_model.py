@@ -36,7 +36,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .calibration import CALIBRATION_FILE, cache_dir, calibrate, calibration_key, get_calibration, read_json_cache, write_json_cache
+from .calibration import (
+    CALIBRATION_FILE,
+    cache_dir,
+    calibrate,
+    calibration_key,
+    get_calibration,
+    read_json_cache,
+    write_json_cache,
+)
 from .interleave import time_pairs
 from .reference import REFERENCE_NAME, reference_network
 
@@ -126,7 +134,7 @@ def _measure_units(arch: Any, missing: list[tuple[str, str, int]], setting: str,
 
     with contextlib.ExitStack() as stack:
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="groupnas-units-"))
-        for j, (key, kind, i) in enumerate(missing):
+        for j, (_key, kind, i) in enumerate(missing):
             shape = shapes[0] if kind == "stem" else shapes[-1] if kind == "head" else shapes[i + 1]
             x = torch.randn((batch, *shape), generator=gen)
             for f in fmts:
@@ -151,7 +159,8 @@ def _measure_units(arch: Any, missing: list[tuple[str, str, int]], setting: str,
             doc["units"].update({k: v for k, v in fresh["units"].items() if k not in doc["units"]})
         for j, (key, _, _) in enumerate(missing):
             ratios = {f: stats[f"{j}|{f}"].ratio for f in fmts}
-            doc["units"][f"{setting}|{key}"] = {"ratio": ratios, "ms": {f: r * cal["ref_ms"] for f, r in ratios.items()}}
+            ms = {f: r * cal["ref_ms"] for f, r in ratios.items()}
+            doc["units"][f"{setting}|{key}"] = {"ratio": ratios, "ms": ms}
         write_json_cache(path, doc)
 
 

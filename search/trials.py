@@ -15,8 +15,7 @@ from typing import Any, Mapping, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .objectives import FIGURES
-from .objectives import values as objective_values
+from .objectives import FIGURES, values as objective_values
 from .pruning import Member, front_of
 from .study import requeue
 

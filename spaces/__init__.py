@@ -12,6 +12,7 @@ from .inference import inference_model
 __all__ = [
     "OPS", "LearnedOp", "OpConfigError", "make_op", "validate_op",
     "Arch", "ArchError", "BlockSpec", "HeadSpec", "LayerSpec", "load_arch", "save_arch",
-    "DEFAULT_LIMITS", "check_arch_limits", "build_model", "condense_model", "inference_model", "BACKBONES", "get_backbone",
+    "DEFAULT_LIMITS", "check_arch_limits", "build_model", "condense_model", "inference_model",
+    "BACKBONES", "get_backbone",
     "Space", "SpaceError", "Family", "SPACES", "get_space", "register_space",
 ]

@@ -28,8 +28,8 @@ concatenation, so an index moved across it would have to act on both paths; insi
 two consecutive layers move). Its trailing shuffle is an exit port (``ShuffleExit``): a next
 ``Layer`` whose op takes the order (a dense conv) absorbs it, and the shuffle goes (ShuffleNet
 v2's last unit, before conv5); before another unit it stays (the split sends one half of it
-through the identity shortcut, where no weight can absorb it). The classifier after global average pooling absorbs any input
-permutation (``LinearPort``).
+through the identity shortcut, where no weight can absorb it). The classifier after global
+average pooling absorbs any input permutation (``LinearPort``).
 """
 
 from __future__ import annotations

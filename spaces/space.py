@@ -49,12 +49,19 @@ from .arch import Arch, LayerSpec
 from .arch_shapes import kernel_fits
 from .backbones import get_backbone
 from .block_choices import BlockChoice, Unit, compose, same_skeleton
-from .space_units import find_units, unit_values
-from .choice_tree import ChoiceValue, Node as _Node, build_tree as _build, match_value as _match
-from .choice_tree import name_nodes as _name_nodes, vkey as _vkey, walk_tree as _walk
+from .choice_tree import (
+    ChoiceValue,
+    Node as _Node,
+    build_tree as _build,
+    match_value as _match,
+    name_nodes as _name_nodes,
+    vkey as _vkey,
+    walk_tree as _walk,
+)
 from .labels import layer_label, register_label
 from .ops.registry import OpConfigError, validate_op
 from .space_checks import SpaceError, check_kernels, check_widths, common_divisors, divisors
+from .space_units import find_units, unit_values
 
 __all__ = [
     "ChoiceValue", "LayerShape", "LayerOp", "Option", "Family", "BaselineRule", "Space", "SpaceError",

@@ -6,8 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from spaces import (Arch, ArchError, BlockSpec, HeadSpec, LayerSpec, build_model, check_arch_limits, get_backbone,
-                    load_arch, save_arch)
+from spaces import (
+    Arch,
+    ArchError,
+    BlockSpec,
+    HeadSpec,
+    LayerSpec,
+    build_model,
+    check_arch_limits,
+    get_backbone,
+    load_arch,
+    save_arch,
+)
 
 torch.set_num_threads(1)
 

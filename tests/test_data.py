@@ -13,7 +13,6 @@ import torch
 from evaluators.data import DataError, check_arch_data, load_data, stratified_split
 from spaces import get_backbone
 
-
 # ----------------------------------------------------------------------------- digits
 
 def test_digits_shapes_sizes_and_normalisation():

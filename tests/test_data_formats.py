@@ -253,7 +253,8 @@ def test_npz_limit_applies_before_conversion(tmp_path):
     y = np.arange(1000) % 10
     x[:, 0, 0, 0] = np.arange(1000) % 256
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    code = f"d = load_data('npz', {str(tmp_path / 'd.npz')!r}, limit=LIMIT); print('loaded', len(d.train) + len(d.val) + len(d.test))"
+    code = (f"d = load_data('npz', {str(tmp_path / 'd.npz')!r}, limit=LIMIT); "
+            "print('loaded', len(d.train) + len(d.val) + len(d.test))")
     r = _capped(code.replace("LIMIT", "None"), extra_mb=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "DataError:" in r.stdout and "--data-limit" in r.stdout

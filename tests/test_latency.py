@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from evaluators.latency import (FORMATS, LatencyError, LockBusy, measure_latency, measurement_lock)
+from evaluators.latency import FORMATS, LatencyError, LockBusy, measure_latency, measurement_lock
 from spaces import build_model, get_backbone
 
 
@@ -42,7 +42,8 @@ def test_sane_figures_threads_and_format_recorded():
     assert 0.01 < r.median_ms < 1000 and r.ref_ms > 0 and r.raw_ms > 0 and r.node
     assert r.calibration.endswith("|t1|b1|1x32x32|ref-v1")
     rec = r.record()
-    assert rec["latency_ms"] == r.median_ms and rec["latency_shape"] == [1, 32, 32] and rec["latency_runtime"] == "torch"
+    assert rec["latency_ms"] == r.median_ms and rec["latency_shape"] == [1, 32, 32]
+    assert rec["latency_runtime"] == "torch"
     assert rec["latency_ref_ratio"] == r.ref_ratio and rec["latency_batch"] == 1 and rec["threads"] == 1
     # the caller's model is untouched: same tensors, same layout, same mode
     assert model.training and model.stem.op.conv.weight is weight

@@ -7,8 +7,7 @@ import zlib
 
 import pytest
 
-from evaluators import calibration as cal
-from evaluators import latency_model as lm
+from evaluators import calibration as cal, latency_model as lm
 from spaces import get_backbone
 
 SHAPE = (1, 16, 16)

@@ -7,8 +7,7 @@ from fractions import Fraction
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from evaluators.cost import count_macs, count_params
 from spaces import OpConfigError, make_op, validate_op

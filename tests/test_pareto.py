@@ -7,8 +7,16 @@ import itertools
 import numpy as np
 import pytest
 
-from search.pareto import (dominates, hypervolume, hypervolume_history, knee_index, non_dominated_sort,
-                           pareto_mask, reference_point, to_minimisation)
+from search.pareto import (
+    dominates,
+    hypervolume,
+    hypervolume_history,
+    knee_index,
+    non_dominated_sort,
+    pareto_mask,
+    reference_point,
+    to_minimisation,
+)
 
 
 def brute_front(p: np.ndarray) -> np.ndarray:

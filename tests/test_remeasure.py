@@ -21,7 +21,7 @@ from optuna.trial import TrialState, create_trial
 
 from search.cli_errors import CliError
 from search.runfolder import JOURNAL, open_storage, write_config, write_outputs
-from search.targets import fronts, front_on_target, load_targets, merge_targets, stable_members, target_name
+from search.targets import front_on_target, fronts, load_targets, merge_targets, stable_members, target_name
 from spaces import Arch, HeadSpec, LayerSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -92,7 +92,7 @@ def test_targets_file_follows_the_contract(remeasured: tuple[Path, str]) -> None
     pareto = json.loads((run_dir / "pareto.json").read_text())
     expected = {m["trial"] for m in pareto["members"]} | {b["trial"] for b in pareto["baselines"]}
     assert expected == {0, 1, 2, 4}            # front (0, 1, 2, 4) + baselines (0, 1); 3 is dominated
-    for name, t in doc["targets"].items():
+    for t in doc["targets"].values():
         assert t["runtime"] in ("torch", "onnxruntime") and t["device"] == "cpu" and t["threads"] == 1
         assert t["batch"] in (1, 4) and isinstance(t["node"], str) and t["node"]
         assert {int(k) for k in t["members"]} == expected
@@ -230,4 +230,5 @@ def test_latency_shape_parsing():
             parse_shape(bad)
     with pytest.raises(CliError, match="3 input channels"):
         parse_shape("1x64x64", channels=3)
-    assert json.loads(at_shape('{"input_shape": [1, 8, 8], "x": 1}', (1, 64, 64))) == {"input_shape": [1, 64, 64], "x": 1}
+    moved = json.loads(at_shape('{"input_shape": [1, 8, 8], "x": 1}', (1, 64, 64)))
+    assert moved == {"input_shape": [1, 64, 64], "x": 1}

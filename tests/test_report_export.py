@@ -70,7 +70,8 @@ def test_collect_front_hv_knee(tmp_path: Path) -> None:
     assert {b["name"] for b in doc["baselines"]} == {"base0", "base1"}
     for m in doc["members"]:
         dominated = {b["name"] for b in doc["baselines"]
-                     if m["values"]["accuracy"] >= b["values"]["accuracy"] and m["values"]["latency"] <= b["values"]["latency"]
+                     if m["values"]["accuracy"] >= b["values"]["accuracy"]
+                     and m["values"]["latency"] <= b["values"]["latency"]
                      and m["trial"] != b["trial"]}
         assert set(m["dominates_baselines"]) == dominated
 

@@ -20,9 +20,7 @@ import torch
 from polling import wait_until
 from search_cli import TINY, popen, run
 
-from search import export as export_cmd
-from search import report as report_cmd
-from search import run as run_cmd
+from search import export as export_cmd, report as report_cmd, run as run_cmd
 from search.cli_errors import run_cli
 from search.runfolder import load_run
 from search.sampling import DEFAULT_SAMPLER

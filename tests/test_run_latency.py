@@ -123,7 +123,8 @@ def test_block_backbones_end_to_end(backbone: str, tmp_path: Path) -> None:
     assert config["backbone"] == backbone
     res = run("search.export", str(tmp_path / "b"), "--pick", "knee", "--out", str(tmp_path / "best.json"))
     assert res.returncode == 0, res.stderr
-    res = run("search.train", str(tmp_path / "best.json"), "--data", "digits", "--epochs", "1", "--data-limit", "120", "--no-latency",
+    res = run("search.train", str(tmp_path / "best.json"), "--data", "digits", "--epochs", "1", "--data-limit", "120",
+              "--no-latency",
               "--out", str(tmp_path / "t"))
     assert res.returncode == 0, res.stdout + res.stderr
     metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())

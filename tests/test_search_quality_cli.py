@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from bench.search_quality import arm_cli, build_parser
-from search.options import build_parser as run_parser
-from search.options import settings_from_args
+from search.options import build_parser as run_parser, settings_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 

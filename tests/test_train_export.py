@@ -45,9 +45,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     tmp = tmp_path_factory.mktemp("train")
     save_arch(mixed_arch(), tmp / "best.json")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), GROUPNAS_LATENCY_LOCK=str(tmp / "lock"))
-    res = subprocess.run([sys.executable, "-m", "search.train", str(tmp / "best.json"), "--data", "digits", "--epochs", "1",
-                          "--data-limit", LIMIT, "--threads", "1"], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "search.train", str(tmp / "best.json"), "--data", "digits",
+                          "--epochs", "1", "--data-limit", LIMIT, "--threads", "1"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     return tmp / "best-trained", res.stdout     # the documented default --out
 
@@ -99,8 +99,8 @@ def test_onnx_parity_dynamic_batch(trained: tuple[Path, str]) -> None:
 def test_dense_arch_rebuilds_with_build_model(tmp_path: Path) -> None:
     """The recipe for an arch without learned ops: build_model + load_state_dict, strictly."""
     save_arch(get_backbone("small"), tmp_path / "small.json")
-    assert main([str(tmp_path / "small.json"), "--data", "digits", "--epochs", "1", "--data-limit", "200", "--threads", "1",
-                 "--no-latency", "--out", str(tmp_path / "o")]) == 0
+    assert main([str(tmp_path / "small.json"), "--data", "digits", "--epochs", "1", "--data-limit", "200",
+                 "--threads", "1", "--no-latency", "--out", str(tmp_path / "o")]) == 0
     model = build_model(load_arch(tmp_path / "o" / "arch.json"))
     model.load_state_dict(torch.load(tmp_path / "o" / "weights.pt", weights_only=True))
     model.eval()
@@ -127,7 +127,8 @@ def test_shift_augmentation_is_a_zero_filled_shift() -> None:
     for _ in range(30):
         batch = view[torch.tensor([0, 1])]
         for k in range(2):
-            match = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if torch.equal(batch[k], shifted(x[k], dy, dx))]
+            match = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                     if torch.equal(batch[k], shifted(x[k], dy, dx))]
             assert len(match) == 1
             seen.add(match[0])
     assert len(seen) > 5                          # the shifts vary
@@ -158,7 +159,8 @@ def test_bad_inputs(tmp_path: Path, capsys) -> None:
     assert "input_shape (3, 32, 32) does not match" in msg and "(1, 32, 32)" in msg
     save_arch(get_backbone("small", (1, 32, 32), 5), tmp_path / "c5.json")
     assert "num_classes 5 does not match" in _one_line_error([str(tmp_path / "c5.json"), "--data", "digits"], capsys)
-    assert "--epochs must be positive" in _one_line_error([str(tmp_path / "c5.json"), "--data", "digits", "--epochs", "0"], capsys)
+    zero_epochs = [str(tmp_path / "c5.json"), "--data", "digits", "--epochs", "0"]
+    assert "--epochs must be positive" in _one_line_error(zero_epochs, capsys)
     (tmp_path / "small-trained").mkdir()
     (tmp_path / "small-trained" / "weights.pt").write_bytes(b"")
     save_arch(get_backbone("small"), tmp_path / "small.json")

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from evaluators.data import load_data
-from evaluators.train_proxy import (DEFAULT_EPOCHS, TrainingDiverged, evaluate, train,
-                                    train_and_evaluate)
+from evaluators.train_proxy import DEFAULT_EPOCHS, TrainingDiverged, evaluate, train, train_and_evaluate
 from spaces import LearnedOp, build_model, get_backbone
 
 
@@ -42,7 +41,7 @@ def test_deterministic_for_a_seed(digits):
     a, b, c = _tiny(), _tiny(), _tiny()
     ra = train(a, small, 1, seed=5)
     rb = train(b, small, 1, seed=5)
-    rc = train(c, small, 1, seed=6)
+    train(c, small, 1, seed=6)
     assert ra.accuracy == rb.accuracy
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)

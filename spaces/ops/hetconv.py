@@ -124,4 +124,5 @@ class HetConv(nn.Module):
         return w_kxk, w_pw
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, P={self.P}"
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"P={self.P}")
