@@ -311,8 +311,9 @@ def load_data(name: str = "digits", data_dir: str | Path | None = None, seed: in
     ``val_examples`` (digits, fashion-mnist, cifar10, with ``limit``): ``val_extra`` holds
     enough examples the limit left out to make ``val`` + ``val_extra`` that many (fewer when
     the pool runs out; within one a class, from rounding), stratified, normalised with the train
-    split's statistics; the final score of a short training then rests on many more examples than the small val split
-    (issue 14: scoring on 12,000 instead of 1,200 raised the proxy's Spearman from 0.37 to 0.59).
+    split's statistics; the final score of a short training then rests on many more examples
+    than the small val split (issue 14: scoring on 12,000 instead of 1,200 raised the proxy's
+    Spearman from 0.37 to 0.59).
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise DataError(f"seed must be an integer, got {seed!r}")

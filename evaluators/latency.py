@@ -15,7 +15,8 @@ Milliseconds are ``median_ms = ref_ratio * ref_ms``, where ``ref_ms`` is the per
 calibration of the reference for the same runtime / device / threads / batch / shape, measured
 once and cached outside the run (``evaluators.calibration``, ``$GROUPNAS_CACHE_DIR``). Machine
 drift between processes or over minutes hits candidate and reference alike and cancels in the
-ratio; ``raw_ms`` keeps the absolute median of the candidate's own samples. On CUDA every sample is synchronised.
+ratio; ``raw_ms`` keeps the absolute median of the candidate's own samples. On CUDA every
+sample is synchronised.
 
 ``measure_round(models, ...)`` times many models in ONE interleaved round (rotating order),
 so that figures meant to be compared (the front and the baselines at the end of a run) come
@@ -236,8 +237,8 @@ def _result(s: PairStats, fmt: str, formats: dict[str, float], ref_ms: float, ke
     ratio = s.ratio
     return LatencyResult(
         median_ms=ratio * ref_ms, iqr_ms=spread * ratio * ref_ms, runs=len(s.ratios), threads=threads,
-        memory_format=fmt,
-        device=device, batch_size=batch_size, cv=spread / 1.349, inner=s.inner, converged=s.converged,
+        memory_format=fmt, device=device, batch_size=batch_size, cv=spread / 1.349, inner=s.inner,
+        converged=s.converged,
         drawn=len(s.ratios), node=node, formats=formats, runtime=runtime, input_shape=shape, ref_ratio=ratio,
         ref_ms=ref_ms, spread=spread, raw_ms=statistics.median(s.cand_ms), reference=ref_name, calibration=key)
 

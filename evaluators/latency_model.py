@@ -134,7 +134,7 @@ def _measure_units(arch: Any, missing: list[tuple[str, str, int]], setting: str,
 
     with contextlib.ExitStack() as stack:
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="groupnas-units-"))
-        for j, (_key, kind, i) in enumerate(missing):
+        for j, (_, kind, i) in enumerate(missing):
             shape = shapes[0] if kind == "stem" else shapes[-1] if kind == "head" else shapes[i + 1]
             x = torch.randn((batch, *shape), generator=gen)
             for f in fmts:

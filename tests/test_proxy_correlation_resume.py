@@ -4,22 +4,20 @@ one that was never stopped, and a file of other settings is refused with one err
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from search_cli import ROOT, env
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "digits", "--n", "3", "--ref-epochs", "1", "--train-examples", "300", "--proxy-limit", "400",
         "--proxy-val", "150", "--threads", "1", "--batch", "16"]
 
 
 def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "bench/proxy_correlation.py", *TINY, "--out", str(out), *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
 
 
 def _cut(doc: dict, keep: int) -> dict:
