@@ -61,7 +61,11 @@ def table_path(override: str | None = None) -> Path:
 
 
 def _setting(runtime: str, threads: int, batch: int, shape: tuple[int, ...]) -> str:
-    return calibration_key(runtime, "cpu", threads, batch, shape, REFERENCE_NAME)
+    """The calibration key plus the inference form's version: units timed in an older form of
+    the network (``spaces.INFERENCE_FORM_VERSION``) are timed again, not reused."""
+    from spaces.inference import INFERENCE_FORM_VERSION
+
+    return f"{calibration_key(runtime, 'cpu', threads, batch, shape, REFERENCE_NAME)}|form{INFERENCE_FORM_VERSION}"
 
 
 def arch_at_shape(arch: Any, shape: tuple[int, int, int] | None) -> Any:

@@ -7,12 +7,12 @@ from .build import build_model, condense_model
 from .backbones import BACKBONES, get_backbone
 from .space import Space, SpaceError, Family
 from .catalog import SPACES, get_space, register_space
-from .inference import inference_model
+from .inference import INFERENCE_FORM_VERSION, inference_model
 
 __all__ = [
     "OPS", "LearnedOp", "OpConfigError", "make_op", "validate_op",
     "Arch", "ArchError", "BlockSpec", "HeadSpec", "LayerSpec", "load_arch", "save_arch",
-    "DEFAULT_LIMITS", "check_arch_limits", "build_model", "condense_model", "inference_model",
+    "DEFAULT_LIMITS", "check_arch_limits", "build_model", "condense_model", "inference_model", "INFERENCE_FORM_VERSION",
     "BACKBONES", "get_backbone",
     "Space", "SpaceError", "Family", "SPACES", "get_space", "register_space",
 ]

@@ -58,7 +58,13 @@ from .build import condense_model
 from .fold import ConvKernel, PermutedOp, fold_conv_bn, inverse_permutation
 from .inference_builder import builder_rules, fold_preact_bns
 
-__all__ = ["inference_model", "register_inference"]
+__all__ = ["inference_model", "register_inference", "INFERENCE_FORM_VERSION"]
+
+# Raised whenever a change here or in ``spaces.fold`` changes what a layer's inference form
+# costs; per-layer timings stored under another version are not reused
+# (``evaluators.latency_model``). 2: IGC's secondary exported as shuffle, M-group 1x1, shuffle
+# from ``fold.IGC_SHUFFLE_MIN_WIDTH`` channels.
+INFERENCE_FORM_VERSION = 2
 
 _PER_CHANNEL = (nn.ReLU, nn.ReLU6, nn.Identity, nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, nn.Hardswish,
                 nn.SiLU, nn.LeakyReLU)

@@ -222,8 +222,9 @@ def test_model_is_left_unchanged(baselines):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def conv_group_widths(path) -> list[tuple[int, int]]:
-    """(input, output) channels per group of every grouped, non-depthwise Conv in an ONNX file."""
+def conv_group_widths(path) -> list[tuple[int, int, int]]:
+    """(input, output channels per group, kernel size) of every grouped, non-depthwise Conv in
+    an ONNX file."""
     import onnx
     from onnx import numpy_helper
 
@@ -235,9 +236,9 @@ def conv_group_widths(path) -> list[tuple[int, int]]:
     for node in graph.node:
         groups = next((a.i for a in node.attribute if a.name == "group"), 1)
         if node.op_type == "Conv" and groups > 1 and node.input[1] in weights:
-            cout, per_in = weights[node.input[1]][:2]
+            cout, per_in, k = weights[node.input[1]][:3]
             if per_in > 1:
-                widths.append((per_in, cout // groups))
+                widths.append((per_in, cout // groups, k))
     return widths
 
 
@@ -249,7 +250,8 @@ def conv_group_widths(path) -> list[tuple[int, int]]:
 def test_onnx_export_of_inference_form_passes_parity(baselines, name, width, tmp_path, monkeypatch):
     """The exported graph (groups merged to >= ``width`` channels, the NCHWc block of an AVX2 or
     an AVX-512 CPU) is checked against the original model, not only against the inference form;
-    no grouped conv in it is narrower than the width."""
+    no grouped conv in it is narrower than the width, but for IGC's secondary 1x1 between two
+    shuffles (``fold.IGC_SHUFFLE_MIN_WIDTH``), which runs outside that layout anyway."""
     monkeypatch.setattr(fold, "ORT_MIN_GROUP_CHANNELS", width)
     model = baselines[name]
     fast = inference_model(model)
@@ -258,9 +260,12 @@ def test_onnx_export_of_inference_form_passes_parity(baselines, name, width, tmp
     assert check_parity(fast, path, SHAPE).ok
     assert check_parity(model, path, SHAPE).ok
     widths = conv_group_widths(path)
-    assert all(i >= width and o >= width for i, o in widths), widths
+    shuffled = [(i, o) for i, o, k in widths if k == 1 and name.startswith("igc") and i < width]
+    assert all(i >= width and o >= width for i, o, _ in widths if (i, o) not in shuffled), widths
+    if name == "igc-L4":  # the 64- and 128-channel layers' secondaries: groups of L = 4
+        assert shuffled == [(4, 4)] * 4, widths
     if name in ("igc-L4", "group-g4-shuffle"):  # 32-channel layers in 4 groups: kept at 8, merged at 16
-        assert ((8, 8) in widths) == (width == 8), widths
+        assert ((8, 8, 3) in widths) == (width == 8), widths
 
 
 def test_group_width_follows_the_cpu_and_the_environment(tmp_path, monkeypatch):
@@ -368,3 +373,26 @@ def test_a_condensed_gather_of_the_first_inputs_stays_a_selection(norm):
     model = randomise(model)
     fast = inference_model(model)
     assert_same(model, fast, shape=CIFAR)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("cin, width, shuffled", [(16, 32, False), (32, 64, True), (64, 128, True)])
+def test_igc_export_shuffles_around_its_secondary_from_the_width_on(cin, width, shuffled, tmp_path):
+    """One IGC layer (L = 4) with its BN folded, exported: below ``IGC_SHUFFLE_MIN_WIDTH`` the
+    secondary is one dense 1x1 and the graph has no Transpose; from it on, two shuffles around
+    an M-group 1x1. Either way onnxruntime computes what the op and its BN compute."""
+    import onnx
+
+    from spaces.ops import make_op
+
+    assert (width >= fold.IGC_SHUFFLE_MIN_WIDTH) == shuffled
+    op = make_op("igc", cin, width, 3, 1, L=4, M=width // 4).eval()
+    bn = randomise(nn.Sequential(nn.BatchNorm2d(width)))[0]
+    kernel = op.fold_bn(bn).eval()
+    shape = (cin, 6, 6)
+    path = tmp_path / "igc.onnx"
+    export_onnx(kernel, shape, path)
+    nodes = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert nodes.count("Transpose") == (2 if shuffled else 0), nodes
+    assert nodes.count("Conv") == 2, nodes
+    assert check_parity(nn.Sequential(op, bn).eval(), path, shape).ok

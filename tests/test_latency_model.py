@@ -82,6 +82,23 @@ def test_fit_predict_round_trip_on_a_tiny_table(monkeypatch):
     assert calls and calls[0] == len({k for k, _, _ in lm.unit_keys(test_set[0], 1)})
 
 
+def test_units_timed_in_an_older_inference_form_are_timed_again(monkeypatch):
+    """A change to the inference form changes what a layer costs: the table filled under one
+    ``INFERENCE_FORM_VERSION`` is not read under the next, and every unit is measured anew."""
+    from spaces import inference
+
+    arch = _archs()[2]
+    _fill_table([arch])
+    monkeypatch.setattr(lm, "_measure_units", lambda *a, **k: pytest.fail("nothing should be measured"))
+    assert lm.layer_sum(arch) == pytest.approx(_layer_sum_by_hand(arch), rel=1e-12)
+    monkeypatch.setattr(inference, "INFERENCE_FORM_VERSION", inference.INFERENCE_FORM_VERSION + 1)
+    calls = []
+    monkeypatch.setattr(lm, "_measure_units", lambda arch, missing, *a, **k: calls.append(len(missing)))
+    with pytest.raises(KeyError):
+        lm.layer_sum(arch)
+    assert calls == [len({k for k, _, _ in lm.unit_keys(arch, 1)})]
+
+
 def test_fit_needs_three_archs():
     with pytest.raises(ValueError, match="at least 3"):
         lm.fit_correction(_archs()[:2], [1.0, 2.0])
