@@ -37,7 +37,7 @@ from .ops.shuffle import _tracing, channel_shuffle, shuffle_permutation
 
 __all__ = ["ORT_MIN_GROUP_CHANNELS", "ort_group_channels", "nchwc_block", "bn_affine", "fold_conv_bn",
            "fold_conv_affine", "inverse_permutation", "ConvKernel", "HetKernel", "IGCKernel",
-           "IGC_SHUFFLE_MIN_WIDTH",
+           "IGC_SHUFFLE_MIN_WIDTH", "IGC_SHUFFLE_MIN_M",
            "PermutedOp", "within_blocks", "merge_groups"]
 
 GROUP_CHANNELS_ENV = "GROUPNAS_ORT_GROUP_CHANNELS"
@@ -70,13 +70,16 @@ def ort_group_channels() -> int:
 
 ORT_MIN_GROUP_CHANNELS = ort_group_channels()
 
-# From this width (L * M) on, an exported IGC layer does its secondary conv as a channel
-# shuffle, an M-group 1x1 and a shuffle back; below it, as one dense 1x1 with the block-sparse
-# weight. The dense 1x1 costs L * M MACs per output element against two copies of the map:
-# measured here (AMD EPYC, AVX2, onnxruntime, 1 thread, one igc-L4 layer): 32 channels at
-# 112 x 112, dense 2.03 ms and shuffled 2.15 ms; 64 at 56 x 56, 1.31 and 1.27 ms; 128 at
-# 28 x 28, 1.10 and 0.97 ms (the primary alone 0.85 ms).
+# From this width (L * M) and this many secondary groups (M) on, an exported IGC layer does its
+# secondary conv as a channel gather, the M-group 1x1 and a gather back; else as one dense 1x1
+# with the block-sparse weight. The dense 1x1 does M times the secondary's MACs, against two
+# copies of the map. Measured here (AMD EPYC, AVX2, onnxruntime, 1 thread, whole nets on
+# `small` at 3x224x224, each form interleaved with the dense net in one process), share of the
+# MAC saving realised: igc-L4 61 % all dense, 66 % at these thresholds, 63 % from 32 channels
+# and 8 groups; igc-L2 59 / 66 %; igc-M2 (the dense 1x1 only twice the MACs) 56 % dense, 53 %
+# shuffled from 64 channels whatever M, so few groups keep the dense form.
 IGC_SHUFFLE_MIN_WIDTH = 64
+IGC_SHUFFLE_MIN_M = 16
 
 
 def bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
@@ -295,9 +298,10 @@ class IGCKernel(_Exportable):
     NCHW at batch 1: one batched matmul over m on a strided view of the primary output, written
     straight into the interleaved-back order (no permutation copy at all). Otherwise
     (channels_last, larger batches): a dense 1x1 with the block-sparse weight, the same
-    function, which beats two channel shuffles around a grouped 1x1 there. Exported: the dense
-    1x1 below ``IGC_SHUFFLE_MIN_WIDTH`` channels, the two shuffles around the M-group 1x1 from
-    it on (onnxruntime copies a map faster than it does the dense 1x1's extra MACs there).
+    function, which beats two channel shuffles around a grouped 1x1 there. Exported: two channel
+    gathers around the M-group 1x1 from ``IGC_SHUFFLE_MIN_WIDTH`` channels and
+    ``IGC_SHUFFLE_MIN_M`` groups on (onnxruntime copies a map faster than it does the dense
+    1x1's extra MACs there), else the dense 1x1.
     """
 
     def __init__(self, primary: nn.Conv2d, w2: Tensor, bias: Tensor, L: int, M: int) -> None:
@@ -318,7 +322,8 @@ class IGCKernel(_Exportable):
 
     def _export_form(self) -> tuple:
         """(dense 1x1 weight; the whole op as one K x K conv, or ``None``; the M-group 1x1's
-        weight and bias in its own output order, ``(m, j)``, or ``None`` below the width).
+        weight and bias in its own output order, ``(m, j)``, or ``None`` where the dense 1x1
+        is used).
 
         When the primary's groups merge into one for onnxruntime (few input channels), the two
         linear convs compose into one dense K x K conv, ``W[o, i] = sum_c W2[o, c] W1[c, i]``:
@@ -327,9 +332,11 @@ class IGCKernel(_Exportable):
         dense = self.dense_weight()
         M, J, L = self.w2.shape
         grouped = None
-        if L * M >= IGC_SHUFFLE_MIN_WIDTH:
+        if L * M >= IGC_SHUFFLE_MIN_WIDTH and M >= IGC_SHUFFLE_MIN_M:
+            index = functools.partial(torch.tensor, dtype=torch.long, device=self.w2.device)
             grouped = (self.w2.detach().reshape(M * J, L, 1, 1).clone(),
-                       self.bias.detach().view(J, M).t().reshape(-1).clone())
+                       self.bias.detach().view(J, M).t().reshape(-1).clone(),
+                       index(shuffle_permutation(L * M, L)), index(shuffle_permutation(J * M, M)))
         w1, g = self.primary.export_form()
         if g != 1:
             return dense, None, grouped
@@ -368,8 +375,11 @@ class IGCKernel(_Exportable):
         dense, _, grouped = self.export_form()
         if grouped is None:
             return F.conv2d(z, dense, self.bias)
-        M, _, L = self.w2.shape  # z[l M + m] -> m L + l; the 1x1's (m, j) order -> j M + m
-        return channel_shuffle(F.conv2d(channel_shuffle(z, L), grouped[0], grouped[1], groups=M), M)
+        # z[l M + m] -> m L + l; the 1x1's (m, j) order -> j M + m. As two gathers: one ONNX
+        # node each, faster on onnxruntime than reshape / transpose / reshape (igc-L4 on
+        # `small`, one process: 65-66 % of the MAC saving realised, against 64-65 %).
+        weight, bias, into, back = grouped
+        return F.conv2d(z.index_select(1, into), weight, bias, groups=self.w2.shape[0]).index_select(1, back)
 
 
 class PermutedOp(nn.Module):

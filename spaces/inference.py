@@ -62,8 +62,9 @@ __all__ = ["inference_model", "register_inference", "INFERENCE_FORM_VERSION"]
 
 # Raised whenever a change here or in ``spaces.fold`` changes what a layer's inference form
 # costs; per-layer timings stored under another version are not reused
-# (``evaluators.latency_model``). 2: IGC's secondary exported as shuffle, M-group 1x1, shuffle
-# from ``fold.IGC_SHUFFLE_MIN_WIDTH`` channels.
+# (``evaluators.latency_model``). 2: IGC's secondary exported as gather, M-group 1x1, gather
+# where it is wide enough (``fold.IGC_SHUFFLE_MIN_WIDTH``, ``fold.IGC_SHUFFLE_MIN_M``); exported
+# channel shuffles with constant shapes.
 INFERENCE_FORM_VERSION = 2
 
 _PER_CHANNEL = (nn.ReLU, nn.ReLU6, nn.Identity, nn.Dropout, nn.MaxPool2d, nn.AvgPool2d, nn.Hardswish,
