@@ -179,8 +179,7 @@ def test_preact_bn_folds_only_into_an_op_nothing_else_reads():
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-@pytest.mark.parametrize("backbone", ["resnet20", "mobilenet_v2", "shufflenet_v1", "shufflenet_v2", "condensenet74",
-                                      "igc_resnet18"])
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_onnx_export_of_backbone_inference_form_passes_parity(backbone, tmp_path):
     model = backbone_model(backbone)
     fast = inference_model(model)
