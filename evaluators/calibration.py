@@ -146,10 +146,11 @@ def get_calibration(key: str, measure: Callable[[], dict[str, Any]],
     if memo is not None:
         return memo
     doc = read_json_cache(file)
-    entries = doc.get("entries") if isinstance(doc.get("entries"), dict) else {}
-    entry = entries.get(key)
-    if not _valid(entry):
-        entry = dict(measure(), key=key)
+    stored = doc.get("entries")
+    entries: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    found = entries.get(key)
+    entry: dict[str, Any] = found if found is not None and _valid(found) else dict(measure(), key=key)
+    if entry is not found:
         entries = {k: v for k, v in entries.items() if _valid(v)}
         entries[key] = entry
         write_json_cache(file, {"format": "groupnas latency calibration v1", "entries": entries})

@@ -20,7 +20,7 @@ once.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,14 @@ __all__ = ["count_params", "count_macs", "overrides_cost"]
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV_T = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+class ReportsCost(Protocol):
+    """A module that counts its own cost (an op whose arithmetic torch's modules do not show)."""
+
+    def cost_params(self) -> int: ...
+
+    def cost_macs(self, x: Tensor, y: Tensor) -> int: ...
 
 
 def overrides_cost(module: nn.Module) -> bool:
@@ -58,7 +66,7 @@ def _counted_modules(module: nn.Module) -> tuple[list[nn.Module], list[nn.Module
 def count_params(module: nn.Module) -> int:
     """Number of parameters, with overriding modules counted by their ``cost_params()``."""
     overriding, plain = _counted_modules(module)
-    total = sum(int(m.cost_params()) for m in overriding)
+    total = sum(int(cast(ReportsCost, m).cost_params()) for m in overriding)
     seen: set[int] = set()
     for m in plain:
         for p in m.parameters(recurse=False):
@@ -70,7 +78,7 @@ def count_params(module: nn.Module) -> int:
 
 def _macs_of(m: nn.Module, x: Tensor, y: Tensor) -> int:
     if overrides_cost(m):
-        return int(m.cost_macs(x, y))
+        return int(cast(ReportsCost, m).cost_macs(x, y))
     if isinstance(m, _CONV):
         k = 1
         for s in m.kernel_size:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, TypeAlias
 
 import numpy as np
 import torch
@@ -43,7 +43,13 @@ from .data_files import (
     read_npz,
 )
 
-__all__ = ["DataError", "Split", "Dataset", "DATASETS", "load_data", "check_arch_data", "stratified_split",
+if TYPE_CHECKING:
+    from .image_folder import LazyImages
+
+#: a split's inputs: a float tensor, or images decoded on demand that index like one
+Images: TypeAlias = "Tensor | LazyImages"
+
+__all__ = ["DataError", "Images", "Split", "Dataset", "DATASETS", "load_data", "check_arch_data", "stratified_split",
            "batches", "MAX_CLASSES"]
 
 DATASETS = ("digits", "fashion-mnist", "cifar10", "npz", "folder")
@@ -52,12 +58,13 @@ MAX_CLASSES = 100_000
 
 
 class Split(NamedTuple):
-    """Inputs ``x`` (N, C, H, W) float32 and labels ``y`` (N,) int64."""
+    """Inputs ``x`` (N, C, H, W) float32 and labels ``y`` (N,) int64. ``x`` is a tensor, or for
+    ``--data folder`` images too many to hold a ``LazyImages`` that indexes like one."""
 
-    x: Tensor
+    x: Images
     y: Tensor
 
-    def __len__(self) -> int:  # type: ignore[override]
+    def __len__(self) -> int:
         return int(self.y.shape[0])
 
 
@@ -76,7 +83,7 @@ class Dataset:
     val_extra: Split | None = None
 
     @property
-    def x_train(self) -> Tensor:
+    def x_train(self) -> Images:
         return self.train.x
 
     @property
@@ -84,7 +91,7 @@ class Dataset:
         return self.train.y
 
     @property
-    def x_val(self) -> Tensor:
+    def x_val(self) -> Images:
         return self.val.x
 
     @property
@@ -92,7 +99,7 @@ class Dataset:
         return self.val.y
 
     @property
-    def x_test(self) -> Tensor:
+    def x_test(self) -> Images:
         return self.test.x
 
     @property

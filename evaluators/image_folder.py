@@ -37,7 +37,9 @@ def scan(root: str | Path | None) -> tuple[list[str], list[Path], np.ndarray]:
     base = Path(root).expanduser()
     if not base.is_dir():
         raise DataError(f"folder: no folder {base}; expected one sub-folder of PNG/JPEG images per class")
-    classes, paths, labels = [], [], []
+    classes: list[str] = []
+    paths: list[Path] = []
+    labels: list[int] = []
     for sub in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(f for f in sub.iterdir() if f.is_file() and f.suffix.lower() in EXTENSIONS)
         if not files:
@@ -72,8 +74,8 @@ def decode(path: Path, size: int, channels: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.draft("L" if channels == 1 else "RGB", (size, size))  # JPEG: decode at reduced size
-            im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
+            small = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
+            a = np.asarray(small, dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"folder: cannot read image {path} ({err})") from None
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
@@ -112,7 +114,7 @@ class LazyImages(torch.utils.data.Dataset):
             return torch.zeros((0, self.channels, self.size, self.size))
         return torch.stack([self.image(i) for i in ids])
 
-    def subset(self, ids: Sequence[int]) -> LazyImages:
+    def subset(self, ids: Sequence[int] | np.ndarray) -> LazyImages:
         return LazyImages([self.paths[int(i)] for i in ids], self.size, self.channels, self.mean, self.std,
                           self.workers)
 

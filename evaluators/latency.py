@@ -145,7 +145,7 @@ def _torch_fn(model: nn.Module, x: torch.Tensor, fmt: str, dev: torch.device) ->
     work = copy.deepcopy(model).to(dev).eval()
     for p in work.parameters():
         p.requires_grad_(False)
-    work = work.to(memory_format=FORMATS[fmt])
+    work = work.to(memory_format=FORMATS[fmt])  # type: ignore[call-overload]  # torch's stub lacks it
     xf = x.contiguous(memory_format=FORMATS[fmt])
     return lambda: work(xf)
 
@@ -185,7 +185,8 @@ def measure_round(models: Mapping[str, nn.Module], input_shape: tuple[int, int, 
     if not models:
         raise ValueError("measure_round needs at least one model")
     dev = _device(device)
-    shape = tuple(int(v) for v in input_shape)
+    c, h, w = (int(v) for v in input_shape)
+    shape = (c, h, w)
     x0 = torch.randn((batch_size, *shape), generator=torch.Generator().manual_seed(0)).to(dev)
     old_threads = torch.get_num_threads()
     n_threads = threads if threads is not None else old_threads

@@ -31,10 +31,11 @@ import dataclasses
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from .calibration import (
     CALIBRATION_FILE,
@@ -130,7 +131,9 @@ def _measure_units(arch: Any, missing: list[tuple[str, str, int]], setting: str,
 
     model = inference_model(build_model(arch, seed=0)).eval()  # the form trials time
     shapes = [tuple(arch.input_shape), *arch.feature_shapes()]
-    mods = {"stem": lambda i: model.stem, "block": lambda i: model.layers[i], "head": lambda i: model.head}
+    mods: dict[str, Callable[[int], nn.Module]] = {"stem": lambda i: model.get_submodule("stem"),
+                                                   "block": lambda i: model.get_submodule(f"layers.{i}"),
+                                                   "head": lambda i: model.get_submodule("head")}
     fmts = ("contiguous",) if runtime == "onnxruntime" else ("contiguous", "channels_last")
     gen = torch.Generator().manual_seed(0)
     fns: dict[str, Any] = {}

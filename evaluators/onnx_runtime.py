@@ -67,6 +67,8 @@ def export_onnx(model: nn.Module, input_shape: Sequence[int], path: str | Path, 
                 program = torch.onnx.export(work, (x,), input_names=[INPUT], output_names=[OUTPUT],
                                             dynamic_shapes=({0: batch},), opset_version=max(opset, 18),
                                             dynamo=True)
+                if program is None:
+                    raise RuntimeError("the dynamo exporter returned no program")
                 program.save(str(path))
             return "dynamo"
         except Exception as second:  # noqa: BLE001

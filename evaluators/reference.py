@@ -34,7 +34,7 @@ def reference_network(input_shape: tuple[int, int, int], num_classes: int = 10) 
             *_cbr(64, 64, 1), *_cbr(64, 64, 3, groups=64),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
         for m in net.modules():  # non-trivial BN statistics, as a trained net has
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None:
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
     return net.eval()

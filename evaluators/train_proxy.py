@@ -28,13 +28,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .latency import compute_slot
+
+if TYPE_CHECKING:
+    from .data import Images
 
 __all__ = ["TrainingDiverged", "TrainResult", "train", "train_and_evaluate", "evaluate", "recalibrate_bn",
            "pooled_accuracy",
@@ -71,7 +74,7 @@ def _positive(name: str, value: Any, kind: type = float) -> None:
 
 
 @torch.inference_mode()
-def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device: torch.device) -> float:
+def _accuracy(model: nn.Module, x: Images, y: Tensor, batch_size: int, device: torch.device) -> float:
     from .data import batches
 
     correct, i = 0, 0
@@ -83,7 +86,7 @@ def _accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, device: t
     return correct / max(1, len(y))
 
 
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
+def evaluate(model: nn.Module, x: Images, y: Tensor, batch_size: int = 512) -> float:
     """Top-1 accuracy of ``model`` on (``x``, ``y``) in eval mode; the mode is restored after."""
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
@@ -110,7 +113,7 @@ def pooled_accuracy(model: nn.Module, accuracy: float, n_scored: int, extra: Any
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: Tensor, batch_size: int, max_examples: int = 512) -> None:
+def recalibrate_bn(model: nn.Module, x: Images, batch_size: int, max_examples: int = 512) -> None:
     """Re-estimate every BatchNorm's running statistics as the plain average over
     ``max_examples`` training inputs (train-mode forward passes, no gradient).
 

@@ -37,7 +37,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -45,6 +45,9 @@ from torch import Tensor, nn
 from .cli_errors import CliError, run_cli
 from .options import DEFAULT_RUNTIME, latency_shape
 from .settings import RUNTIMES, Settings
+
+if TYPE_CHECKING:
+    from evaluators.data import Images
 
 __all__ = ["main", "build_parser", "ShiftAugmented", "augmentation_for", "load_trained", "rebuild_condensed",
            "DEFAULT_EPOCHS"]
@@ -64,7 +67,7 @@ class ShiftAugmented:
     from its own ``torch.Generator`` seeded with ``seed``: the same seed gives the same run.
     """
 
-    def __init__(self, x: Tensor, pad: int, flip: bool, seed: int = 0) -> None:
+    def __init__(self, x: Images, pad: int, flip: bool, seed: int = 0) -> None:
         self.x, self.pad, self.flip = x, int(pad), bool(flip)
         self.gen = torch.Generator().manual_seed(seed + 104729)
 
@@ -72,7 +75,7 @@ class ShiftAugmented:
         return len(self.x)
 
     @property
-    def shape(self) -> torch.Size:
+    def shape(self) -> tuple[int, ...]:
         return self.x.shape
 
     def __getitem__(self, idx: Any) -> Tensor:
