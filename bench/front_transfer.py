@@ -2,9 +2,11 @@
 
     python bench/front_transfer.py RUN [--epochs 10] [--data-limit N] [--threads 2]
 
-Reads the run folder (``search.runfolder.load_run``), takes its front (completed trials,
-accuracy up, latency down) and its baselines, and lists every claim "front member M
-dominates baseline B". Then trains every member and every baseline of a claim again, from
+Reads the run folder (``search.runfolder.load_run``) and lists the claims the run itself
+makes, "front member M dominates baseline B": pareto.json's ``dominates_baselines``
+(``search.rundata.collect`` and ``dominated_baselines``: repeats left out, latencies from the
+end-of-run re-timing when the run has one). Also printed: how many claims the trials' own
+values alone would make (``claims``). Then trains every member and every baseline of a claim again, from
 the same initialisation, for ``--epochs`` with the trainer of ``search.train``
 (``evaluators.train_proxy.train``: one-cycle SGD), and scores them on the held-out TEST split.
 Latency does not depend on the weights, so the run's measured latencies are kept. A claim
@@ -45,6 +47,17 @@ def claims(trials: list) -> tuple[list, dict, list[tuple[int, str]]]:
     return front, base, out
 
 
+def run_claims(run_dir: Path, study: object, config: dict) -> tuple[list[dict], dict[str, dict], list[tuple[int, str]]]:
+    """The run's own claims, as its pareto.json states them: (front rows, {baseline name: row},
+    [(member number, baseline name)])."""
+    from search.rundata import collect, dominated_baselines
+
+    data = collect(study, config, run_dir=run_dir)
+    base = {str(b["baseline"]): b for b in data.baselines}
+    pairs = [(int(r["number"]), name) for r in data.front for name in dominated_baselines(data, r)]
+    return data.front, base, pairs
+
+
 def rank_agreement(short: dict[int, float], long: dict[int, float]) -> float:
     """Spearman's rho between the search's accuracy and the long-training one, same trials
     (nan with fewer than 3 or when either side is constant)."""
@@ -80,14 +93,17 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_dict(config["settings"])
     if list(settings.objectives[:2]) != ["accuracy", "latency"]:
         sys.exit("error: front_transfer needs a run whose objectives start with accuracy,latency")
-    front, base, pairs = claims(study.get_trials(deepcopy=False))
+    front, base, pairs = run_claims(Path(args.run), study, config)
+    plain = claims(study.get_trials(deepcopy=False))[2]
+    print(f"the run claims {len(pairs)} dominations (pareto.json); its trials' own values alone would "
+          f"claim {len(plain)}{'' if set(plain) == set(pairs) else ' (they differ: end-of-run re-timing or repeats)'}")
     if not pairs:
         print(f"the front ({len(front)} members) dominates no baseline: no claim to check")
         return
     data = load_data(settings.data, settings.data_dir, seed=settings.seed,
                      limit=args.data_limit if args.data_limit is not None else settings.data_limit)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    needed = sorted({m for m, _ in pairs} | {base[b].number for _, b in pairs})
+    needed = sorted({m for m, _ in pairs} | {base[b]["number"] for _, b in pairs})
     print(f"{len(pairs)} claims, {len(needed)} archs to train for {args.epochs} epochs on {data.describe()}")
     long_acc: dict[int, float] = {}
     for n in needed:
@@ -99,10 +115,12 @@ def main(argv: list[str] | None = None) -> None:
             long_acc[n] = 0.0
         print(f"  trial {n}: search accuracy {by_number[n].values[0]:.4f} -> {args.epochs}-epoch test "
               f"accuracy {long_acc[n]:.4f}", flush=True)
-    held = [(m, b) for m, b in pairs if long_acc[m] >= long_acc[base[b].number]]
+    held = [(m, b) for m, b in pairs if long_acc[m] >= long_acc[base[b]["number"]]]
     for m, b in pairs:
         ok = "holds" if (m, b) in held else "FAILS"
-        print(f"trial {m} dominates {b}: {ok} ({long_acc[m]:.4f} vs {long_acc[base[b].number]:.4f})")
+        n = base[b]["number"]
+        print(f"trial {m} dominates {b}: {ok} ({long_acc[m]:.4f} vs {long_acc[n]:.4f}; search accuracy "
+              f"{by_number[m].values[0]:.4f} vs {by_number[n].values[0]:.4f})")
     share = len(held) / len(pairs)
     short = {n: by_number[n].values[0] for n in needed}
     rho = rank_agreement(short, long_acc)

@@ -35,9 +35,12 @@ import json
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .ops.registry import op_param_schema
+
+if TYPE_CHECKING:
+    from .arch_shapes import Walk
 
 __all__ = ["Arch", "BlockSpec", "LayerSpec", "HeadSpec", "ArchError", "save_arch", "load_arch",
            "FORMAT_VERSION", "ACTS", "NORMS", "POOLS", "SHORTCUTS"]
@@ -265,7 +268,12 @@ class Arch:
             raise ArchError("arch: field 'head' must be a HeadSpec")
         from .arch_shapes import walk  # the shape walk validates every block and layer
 
-        object.__setattr__(self, "_walk", walk(self))
+        object.__setattr__(self, "_shape_walk", walk(self))
+
+    @property
+    def _walk(self) -> Walk:
+        """The shape walk that validated this arch (``spaces.arch_shapes.walk``), kept from construction."""
+        return self.__dict__["_shape_walk"]
 
     # -- views ------------------------------------------------------------------------
     @cached_property

@@ -43,7 +43,7 @@ def _arch(input_shape, num_classes, stem_c, plan, op="conv", head="gap", width=1
     layers = tuple(
         LayerSpec(op, scale_width(c, width), 3, s, residual=r, pool=p) for c, s, r, p in plan
     )
-    return Arch(tuple(input_shape), num_classes, stem, layers, HeadSpec(head))
+    return Arch(tuple(input_shape), num_classes, stem, layers, HeadSpec(head))  # type: ignore[arg-type]  # layers: one per stage
 
 
 def small(input_shape=(1, 32, 32), num_classes=10, width=1.0) -> Arch:
@@ -53,10 +53,10 @@ def small(input_shape=(1, 32, 32), num_classes=10, width=1.0) -> Arch:
 
 
 def vgg16(input_shape=(3, 32, 32), num_classes=10, width=1.0) -> Arch:
-    cfg = [64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-    plan = []
+    cfg: list[int | str] = [64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+    plan: list[tuple[int, int, bool, str]] = []
     for item in cfg:
-        if item == "M":
+        if isinstance(item, str):  # "M": a max pool after the last conv
             c, s, r, _ = plan[-1]
             plan[-1] = (c, s, r, "max")
         else:

@@ -82,7 +82,7 @@ def _is_depthwise(layer: LayerSpec, channels: int) -> bool:
     return layer.op == "group" and layer.p.get("groups") == channels == layer.out_channels
 
 
-def _values(own: ChoiceValue, candidates: list[ChoiceValue]) -> tuple[ChoiceValue, ...]:
+def _values(own: ChoiceValue, candidates: Sequence[ChoiceValue]) -> tuple[ChoiceValue, ...]:
     return (own,) + tuple(v for v in candidates if v != own)
 
 

@@ -36,7 +36,7 @@ def conv(out: int, k: int = 1, stride: int = 1, groups: int = 1, *, act: str = "
     """A (grouped) K x K conv layer with BN and ``act``; ``group`` op only when groups > 1."""
     if groups == 1:
         return LayerSpec("conv", out, k, stride, act=act, **extra)
-    return LayerSpec("group", out, k, stride, {"groups": groups, "shuffle": shuffle}, act=act, **extra)
+    return LayerSpec("group", out, k, stride, {"groups": groups, "shuffle": shuffle}, act=act, **extra)  # type: ignore[arg-type]  # LayerSpec freezes a mapping
 
 
 def dw(channels: int, stride: int = 1, *, k: int = 3, act: str = "relu") -> LayerSpec:
@@ -95,14 +95,14 @@ def shuffle_v2(cin: int, cout: int, stride: int) -> BlockSpec:
 
 def dense(growth: int, groups: int, condense_factor: int, bottleneck: int = 4, **after) -> BlockSpec:
     """One dense layer; ``after``: the block's ``pool``, ``norm`` and ``act`` after the concat."""
-    learned = LayerSpec("condense", bottleneck * growth, 1, 1, {"groups": groups, "condense_factor": condense_factor},
-                        preact=True)
+    params = {"groups": groups, "condense_factor": condense_factor}
+    learned = LayerSpec("condense", bottleneck * growth, 1, 1, params, preact=True)  # type: ignore[arg-type]  # LayerSpec freezes a mapping
     return BlockSpec((learned, conv(growth, 3, 1, groups, preact=True)), "identity", "concat", **after)
 
 
 def igc_basic(cin: int, cout: int, stride: int, L: int) -> BlockSpec:
     def igc(act: str, s: int) -> LayerSpec:
-        return LayerSpec("igc", cout, 3, s, {"L": L, "M": cout // L}, act=act)
+        return LayerSpec("igc", cout, 3, s, {"L": L, "M": cout // L}, act=act)  # type: ignore[arg-type]  # LayerSpec freezes a mapping
     if cin == cout and stride == 1:
         return BlockSpec((igc("relu", stride), igc("none", 1)), "identity", act="relu")
     return BlockSpec((igc("relu", stride), igc("none", 1)), "projection", act="relu", proj_groups=L)

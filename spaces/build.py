@@ -57,7 +57,7 @@ class Layer(nn.Module):
         self.preact = spec.preact
         self.op = make_op(spec.op, in_channels, spec.out_channels, spec.kernel_size, spec.stride, **spec.p)
         norm_c = in_channels if spec.preact else spec.out_channels
-        self.bn = nn.BatchNorm2d(norm_c) if spec.norm == "bn" else None
+        self.bn: nn.Module | None = nn.BatchNorm2d(norm_c) if spec.norm == "bn" else None  # Identity once folded
         self.act = make_act(spec.act, norm_c)
         self.shortcut: nn.Module | None = None
         if spec.residual:
@@ -106,7 +106,7 @@ class Block(nn.Module):
             stride = 1 if sum(l.stride for l in spec.layers) == len(spec.layers) and not any(
                 l.pool != "none" for l in spec.layers) else 2
             op, p = ("group", {"groups": spec.proj_groups}) if spec.proj_groups > 1 else ("conv", {})
-            self.project = Layer(LayerSpec(op, c, 1, stride, p, act="none"), in_channels)
+            self.project = Layer(LayerSpec(op, c, 1, stride, p, act="none"), in_channels)  # type: ignore[arg-type]  # LayerSpec freezes a mapping
         elif spec.shortcut == "avgpool":
             self.pool = nn.AvgPool2d(3, 2, 1)
         elif spec.shortcut == "branch":
@@ -118,6 +118,8 @@ class Block(nn.Module):
         self.norm = nn.BatchNorm2d(out_channels) if spec.norm == "bn" else None
         self.act = make_act(spec.act, out_channels)
         self.shuffle = ChannelShuffle(spec.shuffle) if spec.shuffle > 1 else None
+        #: the width the trailing shuffle sees, set by ``spaces.inference_builder`` for the inference form
+        self._inference_channels: int | None = None
         self.post_pool = _pool(spec.pool)
 
     def forward(self, x: Tensor) -> Tensor:

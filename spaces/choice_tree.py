@@ -111,4 +111,5 @@ def _match(name: str, value: Any, values: list[ChoiceValue]) -> ChoiceValue:
     raise SpaceError(f"parameter '{name}' = {value!r} is not a choice; choices: {values}")
 
 
-Node, vkey, fmt, build_tree, walk_tree, name_nodes, match_value = _Node, _vkey, _fmt, _build, _walk, _name_nodes, _match
+Node = _Node
+vkey, fmt, build_tree, walk_tree, name_nodes, match_value = _vkey, _fmt, _build, _walk, _name_nodes, _match

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +36,8 @@ from torch import Tensor, nn
 
 from .ops.shuffle import _tracing, channel_shuffle, shuffle_permutation
 
-__all__ = ["ORT_MIN_GROUP_CHANNELS", "ort_group_channels", "nchwc_block", "bn_affine", "fold_conv_bn",
-           "fold_conv_affine", "inverse_permutation", "ConvKernel", "HetKernel", "IGCKernel",
+__all__ = ["ORT_MIN_GROUP_CHANNELS", "ort_group_channels", "nchwc_block", "bn_affine", "fold_conv_bn", "fold_bn_into",
+           "fold_conv_affine", "inverse_permutation", "is_identity", "ConvKernel", "HetKernel", "IGCKernel",
            "IGC_SHUFFLE_MIN_WIDTH", "IGC_SHUFFLE_MIN_M",
            "PermutedOp", "within_blocks", "merge_groups"]
 
@@ -108,10 +109,25 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, order: Tensor | None = Non
     return fold_conv_affine(conv, scale, shift)
 
 
+def fold_bn_into(op: nn.Module, bn: nn.BatchNorm2d) -> nn.Module | None:
+    """``bn(op(x))`` as one module: the op's own ``fold_bn`` where it has one, a plain conv with
+    the BN in its weights and bias, else None (the pair stays as it is)."""
+    fold = getattr(op, "fold_bn", None)
+    if callable(fold):
+        return fold(bn)
+    return fold_conv_bn(op, bn) if isinstance(op, nn.Conv2d) else None
+
+
+def _pair(v: Sequence[int]) -> tuple[int, int]:
+    return int(v[0]), int(v[1])
+
+
 def fold_conv_affine(conv: nn.Conv2d, scale: Tensor, shift: Tensor) -> nn.Conv2d:
     """A conv with bias equal to ``scale * conv(x) + shift`` (per output channel)."""
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+    pad = conv.padding if isinstance(conv.padding, str) else _pair(conv.padding)
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, _pair(conv.kernel_size), _pair(conv.stride), pad,
+                    _pair(conv.dilation), conv.groups, bias=True, padding_mode=conv.padding_mode)
+    assert out.bias is not None
     with torch.no_grad():
         out.weight.copy_(_scaled(conv.weight, scale))
         b = shift if conv.bias is None else shift + scale * conv.bias.detach().double()
@@ -231,6 +247,8 @@ class HetKernel(_Exportable):
     part covers. Exporting with fewer than 16 channels per K x K group: groups are merged, and
     when one group is left the 1x1 weight goes into the centre tap (one dense K x K conv).
     """
+
+    _dense_eager: Tensor | None
 
     def __init__(self, kxk: Tensor, pw: Tensor, bias: Tensor, groups: int, stride: int) -> None:
         super().__init__()
@@ -390,6 +408,9 @@ class PermutedOp(nn.Module):
     width of ``x`` when ``in_index`` selects from more channels than it lists.
     """
 
+    in_index: Tensor | None
+    out_index: Tensor | None
+
     def __init__(self, kernel: nn.Module, in_index: Tensor | None = None, out_index: Tensor | None = None,
                  in_width: int | None = None) -> None:
         super().__init__()
@@ -443,12 +464,16 @@ def _shuffle_groups(index: Tensor) -> int:
     return 0
 
 
+def is_identity(index: Tensor, n: int) -> bool:
+    """Whether ``x[:, index]`` of an ``n``-channel ``x`` is ``x`` itself: ``index`` is 0..n-1
+    (a gather of the first k < n channels is a selection, not the identity)."""
+    return len(index) == n and torch.equal(index.cpu(), torch.arange(n))
+
+
 def _clean(index: Tensor | None, width: int | None = None) -> Tensor | None:
     """``None`` for an identity permutation (of ``width`` channels, default ``len(index)``), else a
     long tensor."""
     if index is None:
         return None
     index = index.detach().long().clone()
-    if len(index) == (len(index) if width is None else width) and torch.equal(index.cpu(), torch.arange(len(index))):
-        return None
-    return index
+    return None if is_identity(index, len(index) if width is None else width) else index

@@ -49,13 +49,13 @@ are registered here with ``register_inference`` from ``spaces.inference_builder.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 import torch
 from torch import Tensor, nn
 
 from .build import condense_model
-from .fold import ConvKernel, PermutedOp, fold_conv_bn, inverse_permutation
+from .fold import ConvKernel, PermutedOp, fold_bn_into, fold_conv_bn, inverse_permutation
 from .inference_builder import builder_rules, fold_preact_bns
 
 __all__ = ["inference_model", "register_inference", "INFERENCE_FORM_VERSION"]
@@ -94,16 +94,8 @@ def _lookup(module: nn.Module, what: str) -> Any:
 
 
 # -- 2. BatchNorm folding -------------------------------------------------------------------
-def _foldable(bn: nn.Module) -> bool:
+def _foldable(bn: object) -> TypeGuard[nn.BatchNorm2d]:
     return isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None and bn.running_var is not None
-
-
-def _fold_pair(op: nn.Module, bn: nn.BatchNorm2d) -> nn.Module | None:
-    if callable(getattr(op, "fold_bn", None)):
-        return op.fold_bn(bn)
-    if isinstance(op, nn.Conv2d):
-        return fold_conv_bn(op, bn)
-    return None
 
 
 def _fold_bns(module: nn.Module) -> None:
@@ -113,7 +105,7 @@ def _fold_bns(module: nn.Module) -> None:
     for op_name, bn_name in pairs:
         op, bn = getattr(module, op_name, None), getattr(module, bn_name, None)
         if op is not None and _foldable(bn):
-            folded = _fold_pair(op, bn)
+            folded = fold_bn_into(op, bn)
             if folded is not None:
                 setattr(module, op_name, folded)
                 setattr(module, bn_name, nn.Identity())
@@ -204,7 +196,7 @@ def _fold_permutations(module: nn.Module) -> None:
     if chain is None:
         inner = _lookup(module, "inner")
         if inner is not None:  # a barrier with plain compositions inside
-            seen = set()
+            seen: set[int] = set()
             for seq in inner(module):
                 seen.update(id(m) for m in seq)
                 _fold_chain(seq)
@@ -262,7 +254,8 @@ def inference_model(model: nn.Module) -> nn.Module:
         _fold_bns(work)
         _fold_permutations(work)
         for m in work.modules():
-            if callable(getattr(m, "prepare_export", None)):
-                m.prepare_export()
+            prepare = getattr(m, "prepare_export", None)
+            if callable(prepare):
+                prepare()
     work.requires_grad_(False)
     return work.eval()

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from .build import Block, GroupNet, Head, Layer
-from .fold import PermutedOp, fold_conv_bn, inverse_permutation
+from .fold import PermutedOp, fold_bn_into, inverse_permutation
 from .ops.shuffle import shuffle_permutation
 
 __all__ = ["builder_rules", "fold_preact_bns", "LinearPort"]
@@ -85,7 +85,9 @@ class ShuffleExit:
     def __init__(self, block: Block) -> None:
         self.block = block
         device = next((p.device for p in block.parameters()), torch.device("cpu"))
-        self._index = torch.tensor(shuffle_permutation(block._inference_channels, block.shuffle.groups), device=device)
+        shuffle, channels = block.shuffle, block._inference_channels
+        assert shuffle is not None and channels is not None, "_block_ports checks both"
+        self._index = torch.tensor(shuffle_permutation(channels, shuffle.groups), device=device)
 
     @property
     def out_index(self) -> Tensor | None:
@@ -104,7 +106,7 @@ class ShuffleExit:
 
 def _block_ports(block: Block) -> tuple[Any, Any] | None:
     """Entry: none (the input feeds the layers and the shortcut). Exit: the trailing shuffle."""
-    if block.shuffle is None or not hasattr(block, "_inference_channels"):
+    if block.shuffle is None or block._inference_channels is None:
         return None
     return None, ShuffleExit(block)
 
@@ -121,10 +123,10 @@ def _head_ports(head: Head) -> tuple[Any, Any] | None:
 
 
 def _net_chain(net: GroupNet) -> list[nn.Module] | None:
-    parts = [getattr(net, name, None) for name in ("stem", "layers", "head")]
+    parts: list[Any] = [getattr(net, name, None) for name in ("stem", "layers", "head")]
     if not all(isinstance(p, nn.Module) for p in parts):
         return None  # else: no chain, recurse
-    arch = getattr(net, "arch", None)
+    arch: Any = getattr(net, "arch", None)
     if isinstance(parts[1], nn.Sequential) and hasattr(arch, "feature_shapes"):
         shapes = arch.feature_shapes()
         if len(shapes) == len(parts[1]) + 1:
@@ -155,9 +157,7 @@ def _output_is_op(layer: nn.Module) -> bool:
 def _fold_into(op: nn.Module, bn: nn.BatchNorm2d) -> nn.Module | None:
     if isinstance(op, PermutedOp):
         return None  # already folded (its own BN); two affines in a row are left as they are
-    if callable(getattr(op, "fold_bn", None)):
-        return op.fold_bn(bn)
-    return fold_conv_bn(op, bn) if isinstance(op, nn.Conv2d) else None
+    return fold_bn_into(op, bn)
 
 
 def _sequences(module: nn.Module) -> list[list[nn.Module]]:
@@ -179,7 +179,7 @@ def fold_preact_bns(model: nn.Module) -> int:
             for prev, layer in zip(seq, seq[1:]):
                 if not (isinstance(layer, Layer) and layer.preact and isinstance(layer.bn, nn.BatchNorm2d)):
                     continue
-                if layer.bn.running_mean is None or not _output_is_op(prev):
+                if layer.bn.running_mean is None or not isinstance(prev, Layer) or not _output_is_op(prev):
                     continue
                 folded = _fold_into(prev.op, layer.bn)
                 if folded is not None:

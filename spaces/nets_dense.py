@@ -18,6 +18,7 @@ CIFAR adaptation: a stride-1 stem, so 32x32 ends at 2x2.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from .arch import Arch, ArchError, HeadSpec, LayerSpec
 from .blocks import dense
@@ -44,6 +45,6 @@ def condensenet74(input_shape=(3, 224, 224), num_classes=1000, width=1.0, *, gro
     stages = []
     for i, (n, k) in enumerate(zip(CONDENSE_STAGES, growth)):
         last = i == len(CONDENSE_STAGES) - 1
-        end = {"norm": "bn", "act": "relu"} if last else {"pool": "avg"}
+        end: dict[str, Any] = {"norm": "bn", "act": "relu"} if last else {"pool": "avg"}
         stages.append(tuple(dense(k, groups, condense_factor, **(end if j == n - 1 else {})) for j in range(n)))
     return Arch(tuple(input_shape), num_classes, stem, tuple(stages), HeadSpec())

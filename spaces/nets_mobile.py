@@ -71,7 +71,7 @@ def mobilefacenet(input_shape=(3, 112, 112), num_classes=128, width=1.0) -> Arch
     small = _small(input_shape)
     c0 = scale_width(64, width)
     stem = conv(c0, 3, 1 if small else 2, act="prelu")
-    stages = [(BlockSpec((dw(c0, act="prelu"),)),)]
+    stages: list[tuple[BlockSpec, ...]] = [(BlockSpec((dw(c0, act="prelu"),)),)]
     cin = c0
     for t, c, n, s in MFN_SETTINGS:
         c = scale_width(c, width)

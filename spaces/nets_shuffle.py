@@ -48,6 +48,7 @@ def shufflenet_v1(input_shape=(3, 224, 224), num_classes=1000, width=1.0, *, gro
 
 
 def shufflenet_v2(input_shape=(3, 224, 224), num_classes=1000, width=1.0) -> Arch:
+    widths: tuple[int, ...]
     if width in V2_WIDTHS:
         widths = V2_WIDTHS[width]
     else:

@@ -232,8 +232,9 @@ class Space:
                     else:
                         layer_opts = self._layer_options(shape, template)
                     counts[v] = len(layer_opts)
-                    head = (("width", w),) if len(self.widths) > 1 else ()
+                    head: tuple[tuple[str, ChoiceValue], ...] = (("width", w),) if len(self.widths) > 1 else ()
                     if unit is not None:
+                        assert v is not None, "a unit's values are choices"
                         head += ((unit.name, v),)
                     for o in layer_opts:
                         paths.append(head + o.choice)
@@ -275,7 +276,8 @@ class Space:
     def _variant_shapes(self, width: float) -> dict[tuple[int, ChoiceValue | None], tuple[LayerShape, LayerSpec]]:
         """(layer, unit value) -> (shape, template layer): the template's, or the rewritten unit's."""
         t = self.templates[width]
-        out = {(s.index, None): (s, t.layers[s.index]) for s in self._shapes[width]}
+        out: dict[tuple[int, ChoiceValue | None], tuple[LayerShape, LayerSpec]] = {
+            (s.index, None): (s, t.layers[s.index]) for s in self._shapes[width]}
         for u in self._units[width]:
             l0 = self._unit_layer0(width, u)
             for v in u.values:
@@ -372,7 +374,7 @@ class Space:
                 for v in (u.values if u is not None else (None,)):
                     per_layer = [[self._leaf_params(i, j) for j in range(len(self._options[i]))
                                   if self._widx[i][j] == w and self._vidx[i][j] == v] for i in layers]
-                    head = {u.name: v} if u is not None else {}
+                    head: dict[str, ChoiceValue] = {u.name: v} if u is not None and v is not None else {}
                     for combo in itertools.product(*per_layer):
                         d = dict(head)
                         for part in combo:
@@ -424,7 +426,7 @@ class Space:
         blocks: dict[int, Any] = {}
         for u in self._units[width]:
             blocks.update(zip(range(u.first, u.first + len(u.blocks)), u.rewrite(fixed[u.name])))
-        shapes = {}
+        shapes: dict[int, LayerSpec] = {}
         for u in self._units[width]:
             l0 = self._unit_layer0(width, u)
             rewritten = [l for b in u.rewrite(fixed[u.name]) for l in b.layers]
@@ -514,16 +516,15 @@ class Space:
             for bname, rule in fam.baselines().items():
                 if bname in out:
                     continue
-                params: dict[str, ChoiceValue] | None = {"width": w} if len(self.widths) > 1 else {}
+                params: dict[str, ChoiceValue] = {"width": w} if len(self.widths) > 1 else {}
                 for unit, layers in self._segments(w):
                     values = (None,) if unit is None else unit.values if unit.fixed else (unit.own,)
                     got = next((g for g in (self._rule_params(w, unit, v, layers, rule) for v in values)
                                 if g is not None), None)
                     if got is None:
-                        params = None
                         break
                     params.update(got)
-                if params is not None:
+                else:  # every segment can take the baseline
                     out[bname] = params
         if self.include_template and self.backbone_name not in out:
             own = self.params_of(self.templates[w])  # a member: include_template adds its layers
@@ -534,7 +535,7 @@ class Space:
     def _rule_params(self, w: float, unit: Unit | None, v: ChoiceValue | None, layers: list[int],
                      rule: BaselineRule) -> dict[str, ChoiceValue] | None:
         """The params of ``layers`` (a unit at value ``v``, or one free layer) under ``rule``."""
-        out: dict[str, ChoiceValue] = {unit.name: v} if unit is not None else {}
+        out: dict[str, ChoiceValue] = {unit.name: v} if unit is not None and v is not None else {}
         for i in layers:
             shape, template = self._variants[w][(i, v)]
             own = LayerOp.from_spec(template)

@@ -7,13 +7,9 @@ import tempfile
 from pathlib import Path
 
 import optuna
-from search_cli import TINY, run
+from search_cli import TINY, lock_env, run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def lock_env(out: Path) -> dict[str, str]:
-    return {"GROUPNAS_LATENCY_LOCK": str(out / "latency.lock")}
 
 
 def tiny_run(out: Path, name: str = "r", *extra: str) -> Path:

@@ -19,6 +19,12 @@ TESTS = Path(__file__).resolve().parent
 TINY = ["--data", "digits", "--epochs", "1", "--data-limit", "120", "--latency-seconds", "0.05", "--seed", "0"]
 
 
+def lock_env(folder: Path) -> dict[str, str]:
+    """A latency lock of the test's own (``GROUPNAS_LATENCY_LOCK`` in ``folder``), so that parallel
+    test workers do not queue behind one another's measurements."""
+    return {"GROUPNAS_LATENCY_LOCK": str(folder / "latency.lock")}
+
+
 def env(**extra: str) -> dict[str, str]:
     e = dict(os.environ)
     e.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{TESTS}"}, **extra)

@@ -8,24 +8,20 @@ latency measurement), and checks the figures it prints.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from search_cli import ROOT, env, lock_env
 
 
 @pytest.mark.slow
 def test_search_quality_runs_both_samplers_and_prints_their_figures(tmp_path):
     keep = tmp_path / "runs.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", GROUPNAS_LATENCY_LOCK=str(tmp_path / "lock"))
     res = subprocess.run([sys.executable, "bench/search_quality.py", "--quick", "--seeds", "1", "--trials", "2",
                           "--data", "digits", "--objectives", "accuracy,macs", "--keep", str(keep)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                         cwd=ROOT, env=env(**lock_env(tmp_path)), capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     for sampler in ("screened", "random"):
         line = rf"{sampler} seed 0: HV [0-9.]+ .* searched trials dominate \d+/6 baselines"

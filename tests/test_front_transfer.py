@@ -13,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from front_transfer import claims, rank_agreement  # noqa: E402
+from front_transfer import claims, rank_agreement, run_claims  # noqa: E402
 
 
 def _trials(rng: np.random.Generator, n: int, baselines: int) -> list:
@@ -60,6 +60,28 @@ def test_rank_agreement_is_pearson_on_ranks_and_nan_when_undefined() -> None:
     assert np.isclose(rank_agreement(short, {k: -v for k, v in short.items()}), -1.0)
     assert np.isnan(rank_agreement({0: 0.1, 1: 0.2}, {0: 0.3, 1: 0.4}))
     assert np.isnan(rank_agreement(short, dict.fromkeys(short, 0.5)))
+
+
+def test_run_claims_are_the_runs_own_after_retiming_and_without_repeats(tmp_path) -> None:
+    """The claims checked are pareto.json's: a member re-timed slower at the end of the run no
+    longer dominates the baseline it beat only on its own timing, and a repeat claims nothing."""
+    import json
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    rows = [((0.80, 5.0), {"baseline": "b0"}), ((0.84, 6.0), {"baseline": "b1"}),
+            ((0.85, 4.9), {}), ((0.85, 4.9), {"repeat_of": 2})]
+    for i, (values, attrs) in enumerate(rows):
+        study.add_trial(create_trial(values=list(values), params={"x": float(i)},
+                                     distributions={"x": FloatDistribution(0, 100)}, user_attrs=attrs))
+    config = {"objectives": ["accuracy", "latency"]}
+    plain = claims(study.get_trials(deepcopy=False))[2]
+    assert set(plain) == {(2, "b0"), (2, "b1"), (3, "b0"), (3, "b1")}
+    front, base, pairs = run_claims(tmp_path, study, config)  # no re-timing: the trial values
+    assert set(pairs) == {(2, "b0"), (2, "b1")} and set(base) == {"b0", "b1"}
+    assert [r["number"] for r in front] == [2]
+    (tmp_path / "final_latency.json").write_text(json.dumps({"members": {"2": {"latency_ms": 5.5}}}))
+    _, base, pairs = run_claims(tmp_path, study, config)
+    assert pairs == [(2, "b1")] and base["b1"]["number"] == 1
 
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

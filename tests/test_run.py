@@ -18,7 +18,7 @@ import optuna
 import pytest
 import torch
 from polling import wait_until
-from search_cli import TINY, popen, run
+from search_cli import TINY, lock_env, popen, run
 
 from search import export as export_cmd, report as report_cmd, run as run_cmd
 from search.cli_errors import run_cli
@@ -27,10 +27,6 @@ from search.sampling import DEFAULT_SAMPLER
 from spaces.fold import ort_group_channels
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def lock_env(tmp_path: Path) -> dict[str, str]:
-    return {"GROUPNAS_LATENCY_LOCK": str(tmp_path / "latency.lock")}
 
 
 def trials_of(run_dir: Path) -> list[optuna.trial.FrozenTrial]:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from search_cli import TINY, run
-from test_run import call, lock_env
+from search_cli import TINY, lock_env, run
+from test_run import call
 
 from search import run as run_cmd
 from search.runfolder import load_run

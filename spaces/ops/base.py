@@ -13,6 +13,8 @@ op it is:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,4 +35,5 @@ class LearnedOp(nn.Module):
 
     def fold_bn(self, bn: nn.BatchNorm2d) -> nn.Module:
         """``bn(condense()(x))`` with the BN folded in (``spaces.inference``)."""
-        return self.condense().fold_bn(bn)
+        condensed: Any = self.condense()  # every condensed form has its fold_bn
+        return condensed.fold_bn(bn)

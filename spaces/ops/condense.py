@@ -49,6 +49,9 @@ class IndexedGroupConv(nn.Module):
     a gather that keeps the first k of more channels is a selection, not the identity.
     """
 
+    in_index: Tensor
+    out_index: Tensor
+
     def __init__(self, conv: nn.Conv2d, in_index: Tensor, out_index: Tensor | None,
                  in_channels: int | None = None) -> None:
         super().__init__()
@@ -63,8 +66,7 @@ class IndexedGroupConv(nn.Module):
         self.register_load_state_dict_post_hook(lambda module, _keys: module._refresh_identity())
 
     def _refresh_identity(self) -> None:
-        def is_identity(index: Tensor, n: int) -> bool:
-            return len(index) == n and torch.equal(index.cpu(), torch.arange(n))
+        from ..fold import is_identity
 
         self._in_identity = (self.in_channels == self.conv.in_channels
                              and is_identity(self.in_index, self.conv.in_channels))
@@ -90,6 +92,9 @@ class IndexedGroupConv(nn.Module):
 @register_op("condense")
 class CondenseConv(LearnedOp):
     """Learned group convolution with ``groups`` G and condensation factor ``condense_factor`` C."""
+
+    mask: Tensor
+    stage: Tensor
 
     lasso_lambda: float = 1e-5  # group-lasso weight: our default (class attribute, not searched)
 

@@ -43,6 +43,9 @@ def _is_pow2(n: int) -> bool:
 class DGC(LearnedOp):
     """Groupable convolution: the group structure is learned as Kronecker factors."""
 
+    in_bits: Tensor
+    out_bits: Tensor
+
     budget_lambda: float = 0.5  # weight of the gate-budget term (class attribute, not searched)
     gate_init: float = 0.1  # |theta| at init: small, so the task loss can flip gates
 

@@ -13,6 +13,8 @@ MACs = H' * W' * (C_in * K^2 + C_in * C_out).
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 
 from .inner import fold_chain, norm_act
@@ -42,11 +44,11 @@ class DepthwiseSeparable(nn.Module):
 
     @property
     def depthwise(self) -> nn.Conv2d:
-        return self.body[0]
+        return cast(nn.Conv2d, self.body[0])
 
     @property
     def pointwise(self) -> nn.Conv2d:
-        return self.body[-1]
+        return cast(nn.Conv2d, self.body[-1])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)

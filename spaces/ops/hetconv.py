@@ -37,6 +37,10 @@ __all__ = ["HetConv"]
 class HetConv(nn.Module):
     """HetConv with part ``P`` (``P = 1`` is the dense K x K conv)."""
 
+    rows: Tensor
+    cols: Tensor
+    keep: Tensor
+
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1, *, P: int
     ) -> None:
@@ -53,7 +57,7 @@ class HetConv(nn.Module):
         self.register_buffer("cols", cols, persistent=False)  # permuted column -> channel c
         keep = (cls_out[:, None] != cls_in[None, :]).float()[:, :, None, None]
         self.register_buffer("keep", keep, persistent=False)  # 0 on the K x K-covered blocks
-        self._cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None
+        self._cache: tuple[tuple | None, tuple[Tensor, Tensor]] | None = None
 
     @classmethod
     def check(
@@ -107,12 +111,14 @@ class HetConv(nn.Module):
         return PermutedOp(kernel, self.cols, inverse_permutation(self.rows))
 
     def _class_major(self) -> tuple[Tensor, Tensor]:
+        assert self.pw is not None, "P > 1: the net has its 1x1 part"
         w_kxk = self.kxk.weight.index_select(0, self.rows)
         w_pw = self.pw.weight.index_select(0, self.rows).index_select(1, self.cols) * self.keep
         return w_kxk, w_pw
 
     def _fast_weights(self) -> tuple[Tensor, Tensor]:
         """The weights in class-major / permuted coordinates; cached while gradients are off."""
+        assert self.pw is not None, "P > 1: the net has its 1x1 part"
         w = (self.kxk.weight, self.pw.weight)
         cache = not torch.is_grad_enabled() and not _tracing() and not any(t.is_inference() for t in w)
         # inference tensors (built under torch.inference_mode) have no version counter: no cache

@@ -58,9 +58,10 @@ class IGC(nn.Module):
         *, L: int | None = None, M: int | None = None,
     ) -> None:
         """``L * M == out_channels`` and ``L`` divides ``in_channels``."""
+        if L is None or M is None:
+            raise OpConfigError("L" if L is None else "M",
+                                "igc needs both L (primary partitions) and M (channels per partition)")
         for name, v in (("L", L), ("M", M)):
-            if v is None:
-                raise OpConfigError(name, "igc needs both L (primary partitions) and M (channels per partition)")
             if v < 1:
                 raise OpConfigError(name, f"must be >= 1, got {v}")
         pairs = ", ".join(f"L={l} M={m}" for l, m in _factor_pairs(out_channels, in_channels))

@@ -29,6 +29,7 @@ MACs = H*W*C_in*m + H'*W'*(m*m*K^2/g + m*C_out).
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -101,7 +102,8 @@ class Inception(nn.Module):
         a = 0
         for name, w in zip(("b1", "b3", "b5", "pool"), self.widths):
             chain = fold_chain(getattr(self, name))
-            chain[-1] = fold_conv_affine(chain[-1], scale[a:a + w], shift[a:a + w])
+            last = cast(nn.Conv2d, chain[-1])  # every branch ends in a conv
+            chain[-1] = fold_conv_affine(last, scale[a:a + w], shift[a:a + w])
             setattr(out, name, chain)
             a += w
         return out
