@@ -112,7 +112,9 @@ def test_predicted_latency(tmp_path: Path, capsys: pytest.CaptureFixture, monkey
         assert np.isclose(t.user_attrs["latency_ms"], expect, rtol=1e-9), t.number
 
 
-@pytest.mark.parametrize("backbone", ["resnet20", "mobilenet_v2"])
+# mobilenet_v2 is slow-marked: it alone took 175 s of a CI run's 675 s of tests;
+# resnet20 runs the same block-backbone path in the default run
+@pytest.mark.parametrize("backbone", ["resnet20", pytest.param("mobilenet_v2", marks=pytest.mark.slow)])
 def test_block_backbones_end_to_end(backbone: str, tmp_path: Path) -> None:
     import onnx
 
