@@ -30,7 +30,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 __all__ = ["CACHE_ENV", "CALIBRATION_FILE", "cache_dir", "calibration_path", "machine_id", "calibration_key",
            "get_calibration", "calibrate", "calibration_info", "read_json_cache", "write_json_cache"]
@@ -114,7 +114,7 @@ def write_json_cache(path: Path, doc: dict[str, Any]) -> bool:
         return False
 
 
-def _valid(entry: Any) -> bool:
+def _valid(entry: Any) -> TypeGuard[dict[str, Any]]:
     return (isinstance(entry, dict) and isinstance(entry.get("ref_ms"), (int, float))
             and not isinstance(entry.get("ref_ms"), bool) and math.isfinite(entry["ref_ms"]) and entry["ref_ms"] > 0)
 
@@ -149,7 +149,7 @@ def get_calibration(key: str, measure: Callable[[], dict[str, Any]],
     stored = doc.get("entries")
     entries: dict[str, Any] = stored if isinstance(stored, dict) else {}
     found = entries.get(key)
-    entry: dict[str, Any] = found if found is not None and _valid(found) else dict(measure(), key=key)
+    entry = found if _valid(found) else dict(measure(), key=key)
     if entry is not found:
         entries = {k: v for k, v in entries.items() if _valid(v)}
         entries[key] = entry
