@@ -46,7 +46,7 @@ from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
 from bench.latency_stability import sample_archs  # noqa: E402
 from evaluators.data import Split, load_data, stratified_split  # noqa: E402
-from evaluators.train_proxy import DEFAULT_EPOCHS, TrainingDiverged, pooled_accuracy, train  # noqa: E402
+from evaluators.train_proxy import DEFAULT_EPOCHS, DEFAULT_LR, TrainingDiverged, pooled_accuracy, train  # noqa: E402
 from evaluators.zero_cost import SCORES  # noqa: E402
 from search.options import DEFAULT_VAL_EXAMPLES  # noqa: E402
 from search.safe_files import atomic_write_text  # noqa: E402
@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="examples (train + val pool) the short-training proxy sees, as search.run's --data-limit")
     ap.add_argument("--proxy-val", type=int, default=DEFAULT_VAL_EXAMPLES,
                     help="validation examples the short-training proxy is scored on, as search.run's --val-examples")
+    ap.add_argument("--proxy-lr", type=float, action="append", default=[], metavar="LR",
+                    help="also score the default-epoch proxy trained at this peak learning rate "
+                         f"(default {DEFAULT_LR}); repeatable, each adds a row train-Nep-lrLR")
     ap.add_argument("--ref-seeds", type=int, default=1,
                     help="reference trainings per arch, seeds 0..K-1 (K >= 2 also measures the reference's noise)")
     ap.add_argument("--out", default=None, help="write every figure to this JSON file (after every arch)")
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--resume needs --out")
     if args.ref_seeds < 1 or args.n < 2 or args.proxy_val < 1:
         ap.error("--ref-seeds and --proxy-val must be >= 1 and --n >= 2")
+    if any(not lr > 0 or not np.isfinite(lr) for lr in args.proxy_lr):
+        ap.error("--proxy-lr must be a positive number")
     torch.set_num_threads(args.threads)
 
     full = load_data(args.data, args.data_dir, seed=args.seed)
@@ -117,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     xb, yb = data.train.x[pick], data.train.y[pick]
 
     budgets = sorted({1, DEFAULT_EPOCHS})
-    names = [f"train-{e}ep{kind}" for e in budgets for kind in ("", "-valsplit")] + list(SCORES)
+    lr_arms = {f"train-{DEFAULT_EPOCHS}ep-lr{lr:g}": lr for lr in dict.fromkeys(args.proxy_lr)}
+    names = [f"train-{e}ep{kind}" for e in budgets for kind in ("", "-valsplit")] + list(lr_arms) + list(SCORES)
     values: dict[str, list[float]] = {n: [] for n in names}
     seconds: dict[str, float] = {n: 0.0 for n in names}
     refs: list[list[float]] = [[] for _ in range(args.ref_seeds)]
@@ -125,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = {"space": args.space, "data": args.data, "seed": args.seed, "n": args.n,
                 "ref_epochs": args.ref_epochs, "train_examples": len(data.train),
                 "proxy_limit": args.proxy_limit, "proxy_val": args.proxy_val, "batch": args.batch}
+    if lr_arms:  # absent otherwise, so files written before the option still resume
+        settings["proxy_lrs"] = list(lr_arms.values())
     arch_json = [a.to_json() for a in archs]
     if args.resume and Path(args.out).exists():
         try:
@@ -175,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
                 small, acc = proxy_pair(arch, i, split_only, proxy_data.val_extra, e, seconds)
                 values[f"train-{e}ep-valsplit"].append(small)
                 values[f"train-{e}ep"].append(acc)
+            for name, lr in lr_arms.items():
+                values[name].append(proxy_pair(arch, i, split_only, proxy_data.val_extra, DEFAULT_EPOCHS,
+                                               seconds, lr=lr, name=name)[1])
             model = build_model(arch, seed=i)
             for name, fn in SCORES.items():
                 t = time.perf_counter()
@@ -223,28 +234,29 @@ def main(argv: list[str] | None = None) -> None:
     save(table, noise)
 
 
-def proxy_pair(arch, index: int, data, extra: Split | None, epochs: int,
-               seconds: dict[str, float]) -> tuple[float, float]:
+def proxy_pair(arch, index: int, data, extra: Split | None, epochs: int, seconds: dict[str, float],
+               lr: float = DEFAULT_LR, name: str | None = None) -> tuple[float, float]:
     """The short-training proxy of one arch scored on the val split alone and on val + ``extra``.
 
     One training (on ``data``, whose ``val_extra`` is None, so its accuracy is the val split's);
     the trained net is then scored on ``extra`` and the two accuracies pooled by example count
     (``pooled_accuracy``, as ``train`` does when the data carries ``val_extra``). The pooled
-    arm's seconds include the extra evaluation.
+    arm's seconds include the extra evaluation. With ``name`` (a learning-rate arm) only the pooled
+    figure is kept, and its seconds go to ``seconds[name]``.
     """
+    small_key, pooled_key = (f"train-{epochs}ep-valsplit", f"train-{epochs}ep") if name is None else (None, name)
     t = time.perf_counter()
     try:
-        res = train(build_model(arch, seed=index), data, epochs)
+        res = train(build_model(arch, seed=index), data, epochs, lr=lr)
     except TrainingDiverged:
-        seconds[f"train-{epochs}ep-valsplit"] += time.perf_counter() - t
-        seconds[f"train-{epochs}ep"] += time.perf_counter() - t
-        return 0.0, 0.0
+        res = None
     t_train = time.perf_counter() - t
-    small = pooled = res.accuracy
-    if res.model is not None:
+    small = pooled = 0.0 if res is None else res.accuracy
+    if res is not None and res.model is not None:
         pooled = pooled_accuracy(res.model, small, len(data.val), extra)
-    seconds[f"train-{epochs}ep-valsplit"] += t_train
-    seconds[f"train-{epochs}ep"] += time.perf_counter() - t
+    if small_key:
+        seconds[small_key] += t_train
+    seconds[pooled_key] += time.perf_counter() - t
     return small, pooled
 
 
