@@ -10,7 +10,8 @@ search's own data budget (``--proxy-limit`` examples, 6,000 by default: what ``s
 trains a trial on) for 1 and the default number of epochs, same seed and init, each scored two
 ways on the same trained net: ``train-Nep`` on ``--proxy-val`` validation examples (the val split
 topped up from outside the proxy's sample, as ``search.run --val-examples`` scores a trial) and
-``train-Nep-valsplit`` on the val split of the sample alone (the proxy before issue 14's fix); every
+``train-Nep-valsplit`` on the val split of the sample alone (the proxy before issue 14's fix);
+``train-Nep-lrLR`` for each ``--proxy-lr LR``, the default proxy trained at peak learning rate LR; every
 zero-cost score of ``evaluators.zero_cost.SCORES`` on one training minibatch; params / MACs.
 Printed: Spearman and Kendall tau of each proxy with the reference, and the mean seconds the
 proxy takes per arch. Target: the default proxy reaches Spearman >= 0.8.
@@ -180,12 +181,13 @@ def main(argv: list[str] | None = None) -> None:
         save()
         if len(values[names[0]]) <= i:  # else the proxies were saved before and only reference seeds were missing
             for e in budgets:
-                small, acc = proxy_pair(arch, i, split_only, proxy_data.val_extra, e, seconds)
+                small, acc = proxy_pair(arch, i, split_only, proxy_data.val_extra, e, seconds,
+                                        keys=(f"train-{e}ep-valsplit", f"train-{e}ep"))
                 values[f"train-{e}ep-valsplit"].append(small)
                 values[f"train-{e}ep"].append(acc)
             for name, lr in lr_arms.items():
                 values[name].append(proxy_pair(arch, i, split_only, proxy_data.val_extra, DEFAULT_EPOCHS,
-                                               seconds, lr=lr, name=name)[1])
+                                               seconds, keys=(None, name), lr=lr)[1])
             model = build_model(arch, seed=i)
             for name, fn in SCORES.items():
                 t = time.perf_counter()
@@ -235,16 +237,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def proxy_pair(arch, index: int, data, extra: Split | None, epochs: int, seconds: dict[str, float],
-               lr: float = DEFAULT_LR, name: str | None = None) -> tuple[float, float]:
+               keys: tuple[str | None, str], lr: float = DEFAULT_LR) -> tuple[float, float]:
     """The short-training proxy of one arch scored on the val split alone and on val + ``extra``.
 
     One training (on ``data``, whose ``val_extra`` is None, so its accuracy is the val split's);
     the trained net is then scored on ``extra`` and the two accuracies pooled by example count
     (``pooled_accuracy``, as ``train`` does when the data carries ``val_extra``). The pooled
-    arm's seconds include the extra evaluation. With ``name`` (a learning-rate arm) only the pooled
-    figure is kept, and its seconds go to ``seconds[name]``.
+    arm's seconds include the extra evaluation. ``keys`` names the rows of ``seconds`` the
+    val-split and the pooled figure are charged to (None: that figure is not kept).
     """
-    small_key, pooled_key = (f"train-{epochs}ep-valsplit", f"train-{epochs}ep") if name is None else (None, name)
+    small_key, pooled_key = keys
     t = time.perf_counter()
     try:
         res = train(build_model(arch, seed=index), data, epochs, lr=lr)
