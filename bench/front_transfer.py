@@ -1,6 +1,6 @@
 """Do a run's "dominates baseline X" claims survive longer training?
 
-    python bench/front_transfer.py RUN [--epochs 10] [--data-limit N] [--threads 2]
+    python bench/front_transfer.py RUN [--epochs 10] [--data-limit N] [--threads 2] [--withdrawn]
 
 Reads the run folder (``search.runfolder.load_run``) and lists the claims the run itself
 makes, "front member M dominates baseline B": pareto.json's ``dominates_baselines``
@@ -9,7 +9,10 @@ end-of-run re-timing when the run has one). Also printed: how many claims the tr
 values alone would make (``claims``). Then trains every member and every baseline of a claim again, from
 the same initialisation, for ``--epochs`` with the trainer of ``search.train``
 (``evaluators.train_proxy.train``: one-cycle SGD), and scores them on the held-out TEST split.
-Latency does not depend on the weights, so the run's measured latencies are kept. A claim
+Latency does not depend on the weights, so the run's measured latencies are kept. A run with a
+confirmation round (``search.confirm``, ``confirm.json``) states only the claims it upheld; the
+ones it withdrew are printed too, and ``--withdrawn`` trains their nets as well, to show how many
+of them would have held (whether the round was right to withdraw them). A claim
 holds when M's long-training accuracy is at least B's (its latency was already no higher).
 Target (issue 14): >= 80 % of the claims hold. Also printed: Spearman's rho between the search's
 accuracy and the long-training accuracy of the trained archs (the proxy's ranking, on this run).
@@ -58,6 +61,15 @@ def run_claims(run_dir: Path, study: object, config: dict) -> tuple[list[dict], 
     return data.front, base, pairs
 
 
+def withdrawn(run_dir: Path, study: object, config: dict) -> tuple[int | None, list[tuple[int, str]]]:
+    """(the confirmation round's epochs or None without a round, the claims it withdrew)."""
+    from search.rundata import collect, withdrawn_claims
+
+    data = collect(study, config, run_dir=run_dir)
+    epochs = data.confirm.get("epochs") if data.confirm else None
+    return epochs, [(int(r["number"]), name) for r in data.front for name in withdrawn_claims(data, r)]
+
+
 def rank_agreement(short: dict[int, float], long: dict[int, float]) -> float:
     """Spearman's rho between the search's accuracy and the long-training one, same trials
     (nan with fewer than 3 or when either side is constant)."""
@@ -77,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-limit", type=int, default=None, help="default: the run's own")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the figures to this JSON file")
+    ap.add_argument("--withdrawn", action="store_true",
+                    help="also train the nets of the claims the confirmation round withdrew, and print how "
+                         "many of those would have held (was the round right to withdraw them?)")
     args = ap.parse_args(argv)
 
     import torch
@@ -95,16 +110,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: front_transfer needs a run whose objectives start with accuracy,latency")
     front, base, pairs = run_claims(Path(args.run), study, config)
     plain = claims(study.get_trials(deepcopy=False))[2]
+    why = " (they differ: end-of-run re-timing, repeats or the confirmation round)"
     print(f"the run claims {len(pairs)} dominations (pareto.json); its trials' own values alone would "
-          f"claim {len(plain)}{'' if set(plain) == set(pairs) else ' (they differ: end-of-run re-timing or repeats)'}")
-    if not pairs:
+          f"claim {len(plain)}{'' if set(plain) == set(pairs) else why}")
+    confirm_epochs, dropped = withdrawn(Path(args.run), study, config)
+    if confirm_epochs is None:
+        print("the run has no confirmation round (confirm.json): its claims rest on the search's accuracy alone")
+    else:
+        print(f"its confirmation round ({confirm_epochs} epochs) withdrew {len(dropped)} claim(s)"
+              + (": " + ", ".join(f"trial {m} over {b}" for m, b in dropped) if dropped else ""))
+    checked = pairs + (dropped if args.withdrawn else [])
+    if not checked:
         print(f"the front ({len(front)} members) dominates no baseline: no claim to check")
         return
     data = load_data(settings.data, settings.data_dir, seed=settings.seed,
                      limit=args.data_limit if args.data_limit is not None else settings.data_limit)
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    needed = sorted({m for m, _ in pairs} | {base[b]["number"] for _, b in pairs})
-    print(f"{len(pairs)} claims, {len(needed)} archs to train for {args.epochs} epochs on {data.describe()}")
+    needed = sorted({m for m, _ in checked} | {base[b]["number"] for _, b in checked})
+    print(f"{len(checked)} claims, {len(needed)} archs to train for {args.epochs} epochs on {data.describe()}")
     long_acc: dict[int, float] = {}
     for n in needed:
         arch = Arch.from_json(by_number[n].user_attrs["arch"])
@@ -115,21 +138,28 @@ def main(argv: list[str] | None = None) -> None:
             long_acc[n] = 0.0
         print(f"  trial {n}: search accuracy {by_number[n].values[0]:.4f} -> {args.epochs}-epoch test "
               f"accuracy {long_acc[n]:.4f}", flush=True)
-    held = [(m, b) for m, b in pairs if long_acc[m] >= long_acc[base[b]["number"]]]
-    for m, b in pairs:
-        ok = "holds" if (m, b) in held else "FAILS"
+    held = [(m, b) for m, b in checked if long_acc[m] >= long_acc[base[b]["number"]]]
+    for m, b in checked:
+        ok = ("holds" if (m, b) in held else "FAILS") + (" (withdrawn)" if (m, b) in dropped else "")
         n = base[b]["number"]
         print(f"trial {m} dominates {b}: {ok} ({long_acc[m]:.4f} vs {long_acc[n]:.4f}; search accuracy "
               f"{by_number[m].values[0]:.4f} vs {by_number[n].values[0]:.4f})")
-    share = len(held) / len(pairs)
+    would = [c for c in held if c in dropped]
+    held = [c for c in held if c in pairs]
+    share = len(held) / len(pairs) if pairs else float("nan")
     short = {n: by_number[n].values[0] for n in needed}
     rho = rank_agreement(short, long_acc)
     spread = max(long_acc.values()) - min(long_acc.values())
-    print(f"\nclaims that hold after {args.epochs} epochs: {len(held)}/{len(pairs)} = {share:.0%}  (target >= 80 %)")
+    print(f"\nclaims that hold after {args.epochs} epochs: {len(held)}/{len(pairs)}"
+          + (f" = {share:.0%}" if pairs else "") + "  (target >= 80 %)")
+    if args.withdrawn and dropped:
+        print(f"withdrawn claims that would have held after {args.epochs} epochs: {len(would)}/{len(dropped)}; "
+              f"all the search's claims together: {len(held) + len(would)}/{len(pairs) + len(dropped)}")
     print(f"search accuracy against {args.epochs}-epoch test accuracy over the {len(needed)} trained archs: "
           f"Spearman {rho:.2f}; the {args.epochs}-epoch accuracies span {spread:.4f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"pairs": pairs, "held": held, "long_acc": long_acc,
+                                              "withdrawn": dropped, "withdrawn_held": would,
                                               "spearman": None if rho != rho else rho}, indent=1))
 
 

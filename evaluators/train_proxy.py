@@ -157,7 +157,7 @@ def train(model: nn.Module, data: Any, epochs: int = DEFAULT_EPOCHS, lr: float =
           batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0, report: Report | None = None, *,
           momentum: float = 0.9, weight_decay: float = 5e-4, warmup: float = 0.15,
           label_smoothing: float = 0.0, diverge_factor: float = 10.0, split: str = "val",
-          recalibrate: bool = True,
+          recalibrate: bool = True, score_every_epoch: bool = True,
           threads: int | None = None, device: str = "cpu") -> TrainResult:
     """Train ``model`` in place on ``data.train`` and return a ``TrainResult``.
 
@@ -167,7 +167,9 @@ def train(model: nn.Module, data: Any, epochs: int = DEFAULT_EPOCHS, lr: float =
     Raises ``TrainingDiverged`` when the loss is NaN/inf or its running mean exceeds
     ``diverge_factor * ln(num_classes)`` (ten times the loss of a uniform guess).
     ``recalibrate``: re-estimate BatchNorm statistics before each evaluation
-    (``recalibrate_bn``, on a fixed subset of the training inputs).
+    (``recalibrate_bn``, on a fixed subset of the training inputs). ``score_every_epoch=False``
+    scores the final epoch only (``report`` is then called once, and ``history`` holds one
+    figure): the weights, and so the final accuracy, are the same.
     """
     from spaces.build import condense_model, learned_ops
 
@@ -243,6 +245,8 @@ def train(model: nn.Module, data: Any, epochs: int = DEFAULT_EPOCHS, lr: float =
                 for op in ops:
                     op.schedule(epoch / epochs)
                 final = epoch == epochs
+                if not (final or score_every_epoch):
+                    continue
                 scored = condense_model(model) if final else model
                 if recalibrate:
                     recalibrate_bn(scored, x_calib, batch_size)

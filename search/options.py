@@ -26,13 +26,18 @@ __all__ = ["build_parser", "validate", "settings_from_args", "parse_objectives",
            "MAX_LATENCY_BATCH", "MAX_SEED", "MAX_CLUSTER_WORKERS", "DEFAULT_VAL_EXAMPLES"]
 
 #: + the baselines. On Fashion-MNIST (6,000 examples, 3 epochs, latency at 224x224 on
-#: onnxruntime) 20 searched + 6 baselines took 4 min on the quiet 2-core machine (about half the
-#: trials pruned) and ~30 s a trial at load 3-4; 30 + 6 keeps the default run near 5-6 min quiet.
-DEFAULT_TRIALS = 30
+#: onnxruntime) 30 searched + 6 baselines took 7.7 min on the 2-core machine (about half the
+#: trials pruned), and the confirmation round (search.confirm) 4.4 min more for 9 nets; 24 + 6
+#: pays for that round within the README main command's 10 minutes.
+DEFAULT_TRIALS = 24
+#: nets the confirmation round re-trains at most (a member and the baselines it claims to beat,
+#: the members with the most claims first): 6 nets of ~27 s at 6 epochs keep the round near 3 min
+DEFAULT_CONFIRM_NETS = 6
 MAX_LATENCY_BATCH = 4096
 MAX_SEED = 2**32 - 1
 MAX_CLUSTER_WORKERS = 4096
 MAX_EPOCHS = 10_000
+MAX_CONFIRM_NETS = 10_000
 #: the default latency input: the data's channels at the standard deployment size of mobile CNN
 #: latency tables; one trial's measurement at 224 onnxruntime takes about as long as at 28 (the
 #: budget is time, ~17 pairs in 0.5 s for igc-L4 on small) -- see the README's latency section
@@ -85,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy estimate: train (short training, default) or a zero-cost score "
                         "(synflow, snip, grad_norm, naswot)")
     g.add_argument("--epochs", type=int, default=3, help="training epochs per trial (default 3)")
+    g.add_argument("--confirm-epochs", type=int, default=None, metavar="N",
+                   help="after the search, re-train each front member that dominates a baseline and those "
+                        "baselines for N epochs; a claim is stated only if it still holds (default: twice "
+                        "--epochs with the train proxy; 0: no round)")
+    g.add_argument("--confirm-nets", type=int, default=DEFAULT_CONFIRM_NETS, metavar="N",
+                   help="re-train at most N nets in that round, the members with the most claims first; "
+                        f"claims left out are not stated (listed as unchecked) (default {DEFAULT_CONFIRM_NETS})")
     g.add_argument("--max-params", type=int, default=None, help="prune trials with more parameters")
     g.add_argument("--max-macs", type=int, default=None, help="prune trials with more multiply-adds")
     g.add_argument("--max-latency-ms", type=float, default=None, help="prune trials slower than this")
@@ -170,7 +182,8 @@ def validate(args: argparse.Namespace) -> None:
     if args.proxy != "train" and args.proxy not in SCORES:
         raise CliError(f"unknown proxy {args.proxy!r}; use train or a zero-cost score: {', '.join(SCORES)}")
     for name in ("trials", "timeout", "workers", "epochs", "max_params", "max_macs", "max_latency_ms",
-                 "latency_batch", "threads", "latency_seconds", "data_limit", "val_examples", "population"):
+                 "latency_batch", "threads", "latency_seconds", "data_limit", "val_examples", "population",
+                 "confirm_nets"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     cores = os.cpu_count() or 1
     _at_most("--threads", args.threads, cores, f"this machine has {cores} cores")
@@ -180,6 +193,10 @@ def validate(args: argparse.Namespace) -> None:
         _at_most("--workers", args.workers, cores, f"parallel trial processes; this machine has {cores} cores")
     _at_most("--latency-batch", args.latency_batch, MAX_LATENCY_BATCH, "examples per timed forward")
     _at_most("--epochs", args.epochs, MAX_EPOCHS, "training epochs per trial")
+    if args.confirm_epochs is not None and args.confirm_epochs < 0:
+        raise CliError(f"--confirm-epochs must be 0 (no round) or a positive number, got {args.confirm_epochs}")
+    _at_most("--confirm-epochs", args.confirm_epochs, MAX_EPOCHS, "training epochs per net")
+    _at_most("--confirm-nets", args.confirm_nets, MAX_CONFIRM_NETS, "nets re-trained after the search")
     if not 0 <= args.seed <= MAX_SEED:
         raise CliError(f"--seed must be between 0 and {MAX_SEED}, got {args.seed}")
     if args.population is not None and args.population < 2:
@@ -200,11 +217,19 @@ def latency_shape(text: str | None, channels: int | None = None) -> tuple[int, i
     return parse_shape(text, channels)
 
 
+def confirm_epochs(args: argparse.Namespace) -> int:
+    """``--confirm-epochs``, defaulting to twice ``--epochs`` with the train proxy (0 otherwise)."""
+    if args.confirm_epochs is not None:
+        return int(args.confirm_epochs)
+    return 2 * int(args.epochs) if args.proxy == "train" else 0
+
+
 def settings_from_args(args: argparse.Namespace, channels: int | None = None) -> Settings:
     """The trial settings; ``channels`` (the data's) completes the latency shape."""
     return Settings(data=args.data, data_dir=args.data_dir, data_limit=args.data_limit,
                     val_examples=args.val_examples, proxy=args.proxy,
-                    epochs=args.epochs, objectives=parse_objectives(args.objectives), max_params=args.max_params,
+                    epochs=args.epochs, confirm_epochs=confirm_epochs(args), confirm_nets=args.confirm_nets,
+                    objectives=parse_objectives(args.objectives), max_params=args.max_params,
                     max_macs=args.max_macs, max_latency_ms=args.max_latency_ms, latency_batch=args.latency_batch,
                     threads=args.threads, latency_seconds=args.latency_seconds, seed=args.seed,
                     latency_shape=latency_shape(args.latency_shape, channels) if channels else None,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .objectives import FIGURES
-from .rundata import RunData, collect, dominated_baselines, tie_groups
+from .rundata import RunData, collect, dominated_baselines, tie_groups, unchecked_claims, withdrawn_claims
 
 __all__ = ["write_trials_csv", "pareto_document", "write_outputs"]
 
@@ -41,7 +41,13 @@ def _member(data: RunData, r: dict[str, Any], ties: dict[int, int]) -> dict[str,
             "figures": {k: r["attrs"].get(k) for k in FIGURES if k in r["attrs"]},
             "final_latency_ms": r["attrs"].get("final_latency_ms"), "retimed": bool(r.get("retimed")),
             "arch": json.loads(r["arch"]) if r["arch"] else None, "choices": r["choices"],
-            "dominates_baselines": dominated_baselines(data, r), "tie_group": ties.get(r["number"])}
+            "dominates_baselines": dominated_baselines(data, r), "tie_group": ties.get(r["number"]),
+            "confirmed_accuracy": _confirmed(data, r), "withdrawn_claims": withdrawn_claims(data, r),
+            "unchecked_claims": unchecked_claims(data, r)}
+
+
+def _confirmed(data: RunData, r: dict[str, Any]) -> float | None:
+    return (data.confirmed or {}).get(r["number"])
 
 
 def pareto_document(data: RunData) -> dict[str, Any]:
@@ -50,13 +56,14 @@ def pareto_document(data: RunData) -> dict[str, Any]:
     for r in data.rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     return {"objectives": data.objectives, "directions": data.directions, "target": data.target,
-            "retimed": data.retimed is not None, "final_latency": data.retimed,
+            "retimed": data.retimed is not None, "final_latency": data.retimed, "confirm": data.confirm,
             "reference_point": dict(zip(data.objectives, data.natural(data.ref or []))),
             "hypervolume": data.hv, "knee": data.knee["number"] if data.knee else None,
             "trials": counts,
             "members": [_member(data, r, ties) for r in data.front],
             "baselines": [{"name": b["baseline"], "trial": b["number"], "values": b["values"],
-                           "final_latency_ms": b["attrs"].get("final_latency_ms"), "retimed": bool(b.get("retimed"))}
+                           "final_latency_ms": b["attrs"].get("final_latency_ms"), "retimed": bool(b.get("retimed")),
+                           "confirmed_accuracy": _confirmed(data, b)}
                           for b in data.baselines]}
 
 

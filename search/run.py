@@ -65,6 +65,15 @@ def _retime(run_dir: Path, config: RunConfig, printer: Any) -> None:
         write_config(run_dir, RunConfig.from_dict(doc).replace(calibration=_calibration()))
 
 
+def _confirm(run_dir: Path, printer: Any) -> None:
+    """Re-train the nets of the front's claims for longer (``search.confirm``)."""
+    from .confirm_round import confirm_run
+    from .runfolder import load_run
+
+    _, study, doc = load_run(run_dir)
+    confirm_run(run_dir, study, doc, printer=printer)
+
+
 def _resume_dir(args: Any) -> Path:
     if args.resume:
         return Path(args.resume)
@@ -217,6 +226,7 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
         completed = run_search(run_dir, config, storage, deadline, printer=printer, hooks=hooks)
     if completed:
         _retime(run_dir, config, printer)
+        _confirm(run_dir, printer)
     from .runfolder import front_table, write_outputs
     from .storage import load_run
 

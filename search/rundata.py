@@ -19,7 +19,8 @@ from .cli_errors import CliError
 from .objectives import OBJECTIVES, directions, reference, to_min
 from .pareto import hypervolume, hypervolume_history, knee_index
 
-__all__ = ["RunData", "collect", "hv_history", "tie_groups", "dominated_baselines", "run_objectives"]
+__all__ = ["RunData", "collect", "hv_history", "tie_groups", "dominated_baselines", "search_claims",
+           "withdrawn_claims", "unchecked_claims", "run_objectives"]
 
 
 def run_objectives(config: Mapping[str, Any], study: Any) -> list[str]:
@@ -42,6 +43,8 @@ class RunData:
     knee: dict[str, Any] | None = None
     target: str | None = None
     retimed: dict[str, Any] | None = None          # the end-of-run round's setting (search.retime)
+    confirm: dict[str, Any] | None = None          # the confirmation round's setting (search.confirm)
+    confirmed: dict[int, float] | None = None      # trial number -> confirmed accuracy
 
     def natural(self, values: Sequence[float]) -> list[float]:
         """A point in minimisation form (e.g. the reference point) back in natural units."""
@@ -80,6 +83,7 @@ def collect(study: Any, config: Mapping[str, Any], target: str | None = None,
     else:
         front_numbers = {t.number for t in study.best_trials}
         complete = _apply_final(run_dir, complete, data)
+        _apply_confirm(run_dir, data)
     data.front = sorted((r for r in complete if r["number"] in front_numbers and r["repeat_of"] is None),
                         key=lambda r: [r["values"][o] * OBJECTIVES[o].sign
                                        for o in objectives[1:] + objectives[:1]])
@@ -121,6 +125,16 @@ def _apply_final(run_dir: Path | None, complete: list[dict[str, Any]], data: Run
                 r["values"]["latency"] = float(m["latency_ms"])
         out.append(r)
     return out
+
+
+def _apply_confirm(run_dir: Path | None, data: RunData) -> None:
+    """The confirmation round's accuracies (``search.confirm``), when the run has one."""
+    from .confirm import confirmed_accuracies, load_confirm
+
+    doc = load_confirm(run_dir)
+    if doc is not None:
+        data.confirm = {k: v for k, v in doc.items() if k != "members"}
+        data.confirmed = confirmed_accuracies(doc)
 
 
 def _apply_target(run_dir: Path | None, target: str, complete: list[dict[str, Any]],
@@ -173,13 +187,38 @@ def tie_groups(front: Sequence[dict[str, Any]]) -> dict[int, int]:
     return groups
 
 
-def dominated_baselines(data: RunData, row: dict[str, Any]) -> list[str]:
+def search_claims(data: RunData, row: dict[str, Any]) -> list[str]:
+    """The baselines ``row`` dominates on the run's own values (latencies re-timed when re-timed)."""
     if not data.baselines:
         return []
     me = data.points([row])[0]
     pts = data.points(data.baselines)
     return [b["baseline"] for b, p in zip(data.baselines, pts)
             if b["number"] != row["number"] and np.all(me <= p) and np.any(me < p)]
+
+
+def _claims(data: RunData, row: dict[str, Any], state: str) -> list[str]:
+    from .confirm import claim_state
+
+    by_name = {b["baseline"]: b["number"] for b in data.baselines}
+    return [name for name in search_claims(data, row)
+            if claim_state(data.confirmed, row["number"], by_name[name]) == state]
+
+
+def dominated_baselines(data: RunData, row: dict[str, Any]) -> list[str]:
+    """The claims the run states: ``search_claims`` that the confirmation round upheld, when the
+    run has one (``search.confirm.claim_state``)."""
+    return _claims(data, row, "stated")
+
+
+def withdrawn_claims(data: RunData, row: dict[str, Any]) -> list[str]:
+    """The ``search_claims`` of ``row`` that the confirmation round's accuracies contradict."""
+    return _claims(data, row, "withdrawn")
+
+
+def unchecked_claims(data: RunData, row: dict[str, Any]) -> list[str]:
+    """The ``search_claims`` of ``row`` whose nets the round did not re-train (not stated)."""
+    return _claims(data, row, "unchecked")
 
 
 def hv_history(data: RunData) -> tuple[list[int], list[float]]:

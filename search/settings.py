@@ -40,6 +40,10 @@ class Settings:
     val_examples: int | None = None
     proxy: str = "train"
     epochs: int = 3
+    #: epochs of the end-of-run confirmation round (``search.confirm``); None/0: no round
+    confirm_epochs: int | None = None
+    #: at most this many nets re-trained by that round (None: no cap)
+    confirm_nets: int | None = None
     lr: float = 0.1
     batch_size: int = 64
     objectives: tuple[str, ...] = ("accuracy", "latency")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .rundata import RunData, dominated_baselines, tie_groups
+from .rundata import RunData, dominated_baselines, tie_groups, unchecked_claims, withdrawn_claims
 
-__all__ = ["front_table", "latency_note"]
+__all__ = ["front_table", "latency_note", "confirm_note"]
 
 
 def _fmt_int(v: Any) -> str:
@@ -32,6 +32,21 @@ def latency_note(data: RunData) -> str:
             f"({a.get('latency_source') or 'measured'}, per trial)")
 
 
+def confirm_note(data: RunData) -> str | None:
+    """What the confirmation round did to the claims (``search.confirm``), or None without one."""
+    if data.confirm is None:
+        return None
+    def listed(claims: Any) -> str:
+        return "; ".join(f"{r['number']}: {', '.join(c)}" for r in data.front for c in [claims(data, r)] if c)
+
+    kept = sum(len(dominated_baselines(data, r)) for r in data.front)
+    withdrawn, unchecked = listed(withdrawn_claims), listed(unchecked_claims)
+    text = (f"dominates: claims re-checked by re-training both nets for {data.confirm.get('epochs')} epochs; "
+            f"{kept} upheld")
+    text += f", withdrawn (trial: baselines): {withdrawn}" if withdrawn else ", none withdrawn"
+    return text + (f"; not re-trained (over --confirm-nets), so not stated: {unchecked}" if unchecked else "")
+
+
 def front_table(data: RunData) -> str:
     """The front as text: accuracy, latency (+- IQR), params, MACs, ties, baselines dominated."""
     if not data.front:
@@ -52,6 +67,9 @@ def front_table(data: RunData) -> str:
         lines.append(f"{r['number']:>5}  {acc:>8.4f}  {lat_s:>15}  {_fmt_int(a.get('params')):>8}  "
                      f"{_fmt_int(a.get('macs')):>8}  {tie:>3}  {dom}{name}{knee}")
     lines.append(latency_note(data))
+    note = confirm_note(data)
+    if note:
+        lines.append(note)
     if ties:
         lines.append("~N: latencies differ by less than their measured spread (IQR): a tie, no order claimed")
     if data.hv is not None:

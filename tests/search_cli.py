@@ -1,7 +1,8 @@
 """Run the search commands as subprocesses (shared by the search tests).
 
 ``TINY``: the smallest budget that still runs every stage of a trial (1 epoch on 120 digits,
-a 0.05 s latency budget). Every run gets one torch thread and a per-test latency lock.
+a 0.05 s latency budget; no confirmation round: ``tests/test_confirm.py`` runs it). Every run
+gets one torch thread and a per-test latency lock.
 ``hooks={...}`` runs ``search.run`` through ``tests/hooked_run.py`` with a ``TrialHook``.
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-TINY = ["--data", "digits", "--epochs", "1", "--data-limit", "120", "--latency-seconds", "0.05", "--seed", "0"]
+TINY = ["--data", "digits", "--epochs", "1", "--data-limit", "120", "--latency-seconds", "0.05", "--seed", "0",
+        "--confirm-epochs", "0"]
 
 
 def lock_env(folder: Path) -> dict[str, str]:

@@ -51,6 +51,18 @@ def test_deterministic_for_a_seed(digits):
     assert torch.equal(state, torch.random.get_rng_state())  # global RNG untouched
 
 
+def test_scoring_the_last_epoch_only_gives_the_same_weights_and_accuracy(digits):
+    small = load_data("digits", limit=300)
+    a, b = _tiny(), _tiny()
+    seen: list[int] = []
+    ra = train(a, small, 3, seed=2)
+    rb = train(b, small, 3, seed=2, score_every_epoch=False, report=lambda e, acc: seen.append(e))
+    assert len(ra.history) == 3 and rb.history == [ra.accuracy] and seen == [3]
+    assert rb.accuracy == ra.accuracy
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
 class _Stop(Exception):
     pass
 
