@@ -31,9 +31,9 @@ def claimed_numbers(data: Any, cap: int | None = None) -> list[int]:
     out: list[int] = []
     for r, beaten in claims:
         for n in ([int(r["number"])] + [int(by_name[b]) for b in beaten]) if beaten else []:
-            if n not in out and (cap is None or len(out) < cap):
+            if n not in out:
                 out.append(n)
-    return out
+    return out if cap is None else out[:cap]
 
 
 def _write(run_dir: Path, doc: Mapping[str, Any]) -> None:
@@ -62,7 +62,8 @@ def confirm_run(run_dir: Path, study: Any, config: Mapping[str, Any],
     if epochs <= 0 or settings.proxy != "train" or "accuracy" not in settings.objectives:
         return None
     data = collect(study, config, run_dir=run_dir)
-    numbers = claimed_numbers(data, settings.confirm_nets)
+    wanted = claimed_numbers(data)
+    numbers = wanted if settings.confirm_nets is None else wanted[:settings.confirm_nets]
     key = training_key(settings.to_dict())
     old = load_confirm(run_dir)
     members: dict[str, Any] = {}
@@ -73,13 +74,12 @@ def confirm_run(run_dir: Path, study: Any, config: Mapping[str, Any],
                                    "re-trained from the same initialisation (search.confirm)",
                            "members": members}
     todo = [n for n in numbers if str(n) not in members]
-    wanted = len(claimed_numbers(data))
     rows = {r["number"]: r for r in data.rows}
     if not numbers:
         printer("confirmation round: the front dominates no baseline, nothing to re-train")
     elif todo:
-        capped = f"; {wanted - len(numbers)} more left out by --confirm-nets {settings.confirm_nets}" \
-            if wanted > len(numbers) else ""
+        capped = f"; {len(wanted) - len(numbers)} more left out by --confirm-nets {settings.confirm_nets}" \
+            if len(wanted) > len(numbers) else ""
         printer(f"confirmation round: re-training {len(todo)} net(s) for {epochs} epochs "
                 f"(the front members that dominate a baseline and those baselines{capped}) ...")
     _write(run_dir, doc)

@@ -65,15 +65,6 @@ def _retime(run_dir: Path, config: RunConfig, printer: Any) -> None:
         write_config(run_dir, RunConfig.from_dict(doc).replace(calibration=_calibration()))
 
 
-def _confirm(run_dir: Path, printer: Any) -> None:
-    """Re-train the nets of the front's claims for longer (``search.confirm``)."""
-    from .confirm_round import confirm_run
-    from .runfolder import load_run
-
-    _, study, doc = load_run(run_dir)
-    confirm_run(run_dir, study, doc, printer=printer)
-
-
 def _resume_dir(args: Any) -> Path:
     if args.resume:
         return Path(args.resume)
@@ -224,13 +215,16 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
         from .backends.optuna_backend import run_search
 
         completed = run_search(run_dir, config, storage, deadline, printer=printer, hooks=hooks)
-    if completed:
-        _retime(run_dir, config, printer)
-        _confirm(run_dir, printer)
     from .runfolder import front_table, write_outputs
     from .storage import load_run
 
+    if completed:
+        _retime(run_dir, config, printer)
     _, study, doc = load_run(run_dir)           # every derived file is rewritten next
+    if completed:                               # the claims' nets re-trained longer (search.confirm)
+        from .confirm_round import confirm_run
+
+        confirm_run(run_dir, study, doc, printer=printer)
     data = write_outputs(run_dir, study, doc)
     mark_stopped(run_dir)
     print(front_table(data))
