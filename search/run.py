@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
     if completed:                               # the claims' nets re-trained longer (search.confirm)
         from .confirm_round import confirm_run
 
-        confirm_run(run_dir, study, doc, printer=printer)
+        confirm_run(run_dir, study, doc, printer=printer, hooks=hooks)
     data = write_outputs(run_dir, study, doc)
     mark_stopped(run_dir)
     print(front_table(data))

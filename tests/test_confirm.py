@@ -56,13 +56,14 @@ def test_round_trains_exactly_the_claims_nets_for_longer(confirmed_run: Path) ->
     from evaluators.train_proxy import train
     from search.runfolder import load_run
     from search.settings import Settings
-    from search.study import cores_per_worker
     from spaces import build_model
     from spaces.arch import Arch
 
     doc = json.loads((confirmed_run / "pareto.json").read_text())
     conf = json.loads((confirmed_run / "confirm.json").read_text())
     assert conf["epochs"] == EPOCHS and doc["confirm"]["epochs"] == EPOCHS
+    # trained side by side in spawned processes, one thread each (search.confirm_round.round_workers)
+    assert conf["processes"] == min(2, len(conf["members"])) and conf["threads"] == 1
     base = {b["name"]: b for b in doc["baselines"]}
     claimers = {m["trial"] for m in doc["members"]
                 if any(b["trial"] != m["trial"] and _dominates(m["values"], b["values"]) for b in base.values())}
@@ -79,7 +80,7 @@ def test_round_trains_exactly_the_claims_nets_for_longer(confirmed_run: Path) ->
     for n in sorted(claimers)[:1] + sorted(beaten)[:1]:
         arch = Arch.from_json(trials[n].user_attrs["arch"])
         want = train(build_model(arch, seed=s.seed), data, epochs=EPOCHS, lr=s.lr, batch_size=s.batch_size,
-                     seed=s.seed, threads=cores_per_worker(1)).accuracy
+                     seed=s.seed, threads=conf["threads"]).accuracy
         assert conf["members"][str(n)]["accuracy"] == pytest.approx(want, abs=1e-12), n
         assert conf["members"][str(n)]["accuracy"] != pytest.approx(trials[n].values[0], abs=1e-9)  # not the search's
 
@@ -148,7 +149,7 @@ def test_resumed_round_reuses_finished_nets_and_interrupted_one_keeps_them(confi
         return real(*a, **k)
 
     monkeypatch.setattr(tp, "train", counting)
-    confirm_run(run_dir, study, config, printer=lambda s: None)
+    confirm_run(run_dir, study, config, printer=lambda s: None, workers=1)
     assert calls == [] and json.loads((run_dir / "confirm.json").read_text())["members"] == before
 
     # a round killed at its second net keeps its first; the next round trains only what is missing
@@ -162,16 +163,57 @@ def test_resumed_round_reuses_finished_nets_and_interrupted_one_keeps_them(confi
 
     monkeypatch.setattr(tp, "train", killed)
     with pytest.raises(KeyboardInterrupt):
-        confirm_run(run_dir, study, config, printer=lambda s: None)
+        confirm_run(run_dir, study, config, printer=lambda s: None, workers=1)
     kept = json.loads((run_dir / "confirm.json").read_text())["members"]
-    first = next(iter(before))            # the round trains in its claim order (claimed_numbers)
+    from search.confirm_round import claimed_numbers
+    from search.rundata import collect
+
+    first = str(claimed_numbers(collect(study, config, run_dir=run_dir))[0])   # one process: claim order
     assert list(kept) == [first] and kept[first]["accuracy"] == before[first]["accuracy"]
     calls.clear()
     monkeypatch.setattr(tp, "train", counting)
-    confirm_run(run_dir, study, config, printer=lambda s: None)
+    confirm_run(run_dir, study, config, printer=lambda s: None, workers=1)
     after = json.loads((run_dir / "confirm.json").read_text())["members"]
     assert len(calls) == len(before) - 1
     assert {n: m["accuracy"] for n, m in after.items()} == {n: m["accuracy"] for n, m in before.items()}
+
+
+def test_round_stopped_mid_pool_keeps_what_finished_and_leaves_no_process(confirmed_run: Path,
+                                                                          tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    from search.confirm_round import confirm_run
+    from search.runfolder import load_run
+
+    run_dir = tmp_path / "c"
+    shutil.copytree(confirmed_run, run_dir)
+    before = json.loads((run_dir / "confirm.json").read_text())["members"]
+    (run_dir / "confirm.json").unlink()
+    _, study, config = load_run(run_dir)
+    lines: list[str] = []
+
+    def interrupt_after_first(line: str) -> None:
+        lines.append(line)
+        if "1/" in line:                       # Ctrl-C as the first net of two side by side finishes
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        confirm_run(run_dir, study, config, printer=interrupt_after_first, workers=2)
+    assert mp.active_children() == []          # the pool was terminated, not left training
+    kept = json.loads((run_dir / "confirm.json").read_text())["members"]
+    assert len(kept) == 1 and all(kept[n]["accuracy"] == before[n]["accuracy"] for n in kept)
+
+
+def test_round_workers_one_thread_per_net_and_no_more_processes_than_cores_or_nets() -> None:
+    from search.confirm_round import round_workers
+    from search.settings import Settings
+
+    s = Settings()
+    assert round_workers(s, 6, cores=2) == (2, 1)
+    assert round_workers(s, 1, cores=2) == (1, 1)
+    assert round_workers(s, 6, cores=16) == (6, 1)
+    assert round_workers(s.with_train_threads(2), 6, cores=2) == (1, 2)
+    assert round_workers(s.with_train_threads(4), 6, cores=16) == (4, 4)
 
 
 def test_default_is_twice_the_epochs_with_training_and_off_for_zero_cost() -> None:
