@@ -82,32 +82,58 @@ def _train_one(task: tuple[int, Any, dict[str, Any], int, int]) -> tuple[int, di
     return number, entry
 
 
-def _child_init(parent: int, hooks: Hooks) -> None:
-    """First call in a spawned round process: die with the parent, leave Ctrl-C to it (it stops
-    the pool), run the caller's ``worker_init`` hook."""
+def _child_loop(tasks: Any, results: Any, parent: int, hooks: Hooks) -> None:
+    """A spawned round process: die with the parent, leave Ctrl-C to it (it stops the round), run
+    the caller's ``worker_init`` hook, then train tasks until the ``None`` that ends the queue.
+    Any error of one net is recorded as that net's entry, and the next net goes on."""
     from .backends.optuna_workers import die_with_parent
 
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     hooks.worker_started()
+    while (task := tasks.get()) is not None:
+        try:
+            results.put(_train_one(task))
+        except Exception as err:  # noqa: BLE001 - recorded; the claims on this net are not stated
+            results.put((task[0], {"error": f"{type(err).__name__}: {err}", "seconds": 0.0}))
 
 
 def _trained(tasks: Sequence[tuple[int, Any, dict[str, Any], int, int]], processes: int,
              hooks: Hooks) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The tasks' results as they finish, in claim order on one process; the pool is terminated
-    when the caller stops early (Ctrl-C, an error)."""
+    """The tasks' results as they finish (handed out in claim order; in that order too on one
+    process). The processes are killed when the caller stops early (Ctrl-C, an error); one that
+    dies raises ``RuntimeError`` (no process is started again in its place)."""
     if processes <= 1:
         yield from map(_train_one, tasks)
         return
     import multiprocessing as mp
+    import queue
 
-    pool = mp.get_context("spawn").Pool(processes, initializer=_child_init, initargs=(os.getpid(), hooks))
+    ctx = mp.get_context("spawn")
+    todo, done = ctx.Queue(), ctx.Queue()
+    for task in [*tasks, *[None] * processes]:
+        todo.put(task)
+    procs = [ctx.Process(target=_child_loop, args=(todo, done, os.getpid(), hooks), daemon=True)
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
     try:
-        yield from pool.imap_unordered(_train_one, tasks, chunksize=1)
-        pool.close()
+        for _ in tasks:
+            while True:
+                try:
+                    yield done.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise RuntimeError(f"confirmation round: a training process exited with code {dead[0]} "
+                                           "(see its traceback above)") from None
     finally:
-        pool.terminate()
-        pool.join()
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        for p in procs:
+            p.join()
 
 
 def confirm_run(run_dir: Path, study: Any, config: Mapping[str, Any],

@@ -224,7 +224,10 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
     if completed:                               # the claims' nets re-trained longer (search.confirm)
         from .confirm_round import confirm_run
 
-        confirm_run(run_dir, study, doc, printer=printer, hooks=hooks)
+        try:
+            confirm_run(run_dir, study, doc, printer=printer, hooks=hooks)
+        except RuntimeError as err:             # the search is kept; the claims left unconfirmed are not stated
+            printer(f"{err}; the claims it did not re-train are not stated (--resume re-trains them)")
     data = write_outputs(run_dir, study, doc)
     mark_stopped(run_dir)
     print(front_table(data))

@@ -204,6 +204,30 @@ def test_round_stopped_mid_pool_keeps_what_finished_and_leaves_no_process(confir
     assert len(kept) == 1 and all(kept[n]["accuracy"] == before[n]["accuracy"] for n in kept)
 
 
+def _die_at_start() -> None:
+    """worker_init hook of the next test: the round process dies before it trains anything."""
+    import os
+
+    os._exit(3)
+
+
+def test_round_process_that_dies_is_one_error_and_not_started_again(confirmed_run: Path, tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    from search.confirm_round import confirm_run
+    from search.hooks import Hooks
+    from search.runfolder import load_run
+
+    run_dir = tmp_path / "c"
+    shutil.copytree(confirmed_run, run_dir)
+    (run_dir / "confirm.json").unlink()
+    _, study, config = load_run(run_dir)
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        confirm_run(run_dir, study, config, printer=lambda s: None, workers=2, hooks=Hooks(worker_init=_die_at_start))
+    assert mp.active_children() == []
+    assert json.loads((run_dir / "confirm.json").read_text())["members"] == {}
+
+
 def test_round_workers_one_thread_per_net_and_no_more_processes_than_cores_or_nets() -> None:
     from search.confirm_round import round_workers
     from search.settings import Settings
