@@ -1,6 +1,7 @@
 """Do a run's "dominates baseline X" claims survive longer training?
 
     python bench/front_transfer.py RUN [--epochs 10] [--data-limit N] [--threads 2] [--withdrawn]
+                                       [--reference-noise]
 
 Reads the run folder (``search.runfolder.load_run``) and lists the claims the run itself
 makes, "front member M dominates baseline B": pareto.json's ``dominates_baselines``
@@ -14,6 +15,10 @@ confirmation round (``search.confirm``, ``confirm.json``) states only the claims
 ones it withdrew are printed too, and ``--withdrawn`` trains their nets as well, to show how many
 of them would have held (whether the round was right to withdraw them). A claim
 holds when M's long-training accuracy is at least B's (its latency was already no higher).
+``--reference-noise`` trains every net a second time, identically but on another thread count
+(1 if ``--threads`` is not 1, else 2: the float sums run in another order), and prints how often
+the two references agree on the claims: no proxy can agree with the reference more often than
+the reference agrees with itself.
 Target (issue 14): >= 80 % of the claims hold. Also printed: Spearman's rho between the search's
 accuracy and the long-training accuracy of the trained archs (the proxy's ranking, on this run).
 """
@@ -70,6 +75,16 @@ def withdrawn(run_dir: Path, study: object, config: dict) -> tuple[int | None, l
     return epochs, [(int(r["number"]), name) for r in data.front for name in withdrawn_claims(data, r)]
 
 
+def self_agreement(pairs: list[tuple[int, int]], first: dict[int, float],
+                   second: dict[int, float]) -> tuple[int, int, int]:
+    """For claims (member number, baseline number): (how many both references decide alike, how
+    many hold on the first, how many hold on the second); a claim holds when the member's
+    accuracy is at least the baseline's."""
+    one = [first[m] >= first[b] for m, b in pairs]
+    two = [second[m] >= second[b] for m, b in pairs]
+    return sum(a == b for a, b in zip(one, two)), sum(one), sum(two)
+
+
 def rank_agreement(short: dict[int, float], long: dict[int, float]) -> float:
     """Spearman's rho between the search's accuracy and the long-training one, same trials
     (nan with fewer than 3 or when either side is constant)."""
@@ -92,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--withdrawn", action="store_true",
                     help="also train the nets of the claims the confirmation round withdrew, and print how "
                          "many of those would have held (was the round right to withdraw them?)")
+    ap.add_argument("--reference-noise", action="store_true",
+                    help="train every net again on another thread count and print how often the two "
+                         "references agree on the claims (the reference's own noise)")
     args = ap.parse_args(argv)
 
     import torch
@@ -103,7 +121,6 @@ def main(argv: list[str] | None = None) -> None:
     from spaces import build_model
     from spaces.arch import Arch
 
-    torch.set_num_threads(args.threads)
     _, study, config = load_run(Path(args.run))
     settings = Settings.from_dict(config["settings"])
     if list(settings.objectives[:2]) != ["accuracy", "latency"]:
@@ -128,16 +145,21 @@ def main(argv: list[str] | None = None) -> None:
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     needed = sorted({m for m, _ in checked} | {base[b]["number"] for _, b in checked})
     print(f"{len(checked)} claims, {len(needed)} archs to train for {args.epochs} epochs on {data.describe()}")
-    long_acc: dict[int, float] = {}
-    for n in needed:
-        arch = Arch.from_json(by_number[n].user_attrs["arch"])
-        try:
-            long_acc[n] = train(build_model(arch, seed=settings.seed), data, args.epochs, split="test",
-                                seed=settings.seed).accuracy
-        except TrainingDiverged:
-            long_acc[n] = 0.0
-        print(f"  trial {n}: search accuracy {by_number[n].values[0]:.4f} -> {args.epochs}-epoch test "
-              f"accuracy {long_acc[n]:.4f}", flush=True)
+    def trained(threads: int, label: str) -> dict[int, float]:
+        torch.set_num_threads(threads)
+        out: dict[int, float] = {}
+        for n in needed:
+            arch = Arch.from_json(by_number[n].user_attrs["arch"])
+            try:
+                out[n] = train(build_model(arch, seed=settings.seed), data, args.epochs, split="test",
+                               seed=settings.seed).accuracy
+            except TrainingDiverged:
+                out[n] = 0.0
+            print(f"  trial {n}: search accuracy {by_number[n].values[0]:.4f} -> {args.epochs}-epoch test "
+                  f"accuracy {out[n]:.4f}{label}", flush=True)
+        return out
+
+    long_acc = trained(args.threads, "")
     held = [(m, b) for m, b in checked if long_acc[m] >= long_acc[base[b]["number"]]]
     for m, b in checked:
         ok = ("holds" if (m, b) in held else "FAILS") + (" (withdrawn)" if (m, b) in dropped else "")
@@ -157,10 +179,23 @@ def main(argv: list[str] | None = None) -> None:
               f"all the search's claims together: {len(held) + len(would)}/{len(pairs) + len(dropped)}")
     print(f"search accuracy against {args.epochs}-epoch test accuracy over the {len(needed)} trained archs: "
           f"Spearman {rho:.2f}; the {args.epochs}-epoch accuracies span {spread:.4f}")
+    figures: dict = {"pairs": pairs, "held": held, "long_acc": long_acc, "withdrawn": dropped,
+                     "withdrawn_held": would, "spearman": None if rho != rho else rho}
+    if args.reference_noise:
+        other = 1 if args.threads != 1 else 2
+        print(f"\nthe same trainings again on {other} thread(s) instead of {args.threads}:")
+        again = trained(other, f" ({other} thread(s))")
+        nums = [(m, base[b]["number"]) for m, b in checked]
+        agree, _, held_again = self_agreement(nums, long_acc, again)
+        stated = self_agreement([(m, base[b]["number"]) for m, b in pairs], long_acc, again)[2]
+        diffs = np.array([again[n] - long_acc[n] for n in needed])
+        print(f"the two references decide {agree}/{len(checked)} claims alike; the stated claims hold "
+              f"{stated}/{len(pairs)} on the second; a net's accuracy moves by {np.abs(diffs).mean():.4f} on "
+              f"average (at most {np.abs(diffs).max():.4f}) against a {spread:.4f} spread between the nets")
+        figures.update(second_threads=other, long_acc_second=again, reference_agreement=agree,
+                       held_second=stated)
     if args.out:
-        Path(args.out).write_text(json.dumps({"pairs": pairs, "held": held, "long_acc": long_acc,
-                                              "withdrawn": dropped, "withdrawn_held": would,
-                                              "spearman": None if rho != rho else rho}, indent=1))
+        Path(args.out).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""bench/front_transfer.py's claim list and rank agreement, against brute force on made-up trials."""
+"""bench/front_transfer.py's claim list, rank agreement and the reference's self-agreement, against
+brute force on made-up trials."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from optuna.trial import TrialState, create_trial
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from front_transfer import claims, rank_agreement, run_claims  # noqa: E402
+from front_transfer import claims, rank_agreement, run_claims, self_agreement  # noqa: E402
 
 
 def _trials(rng: np.random.Generator, n: int, baselines: int) -> list:
@@ -48,6 +49,21 @@ def test_claims_are_every_front_member_over_every_baseline_it_dominates() -> Non
         assert sorted(t.number for t in got_front) == sorted(t.number for t in front)
         assert set(got_base) == set(base)
         assert set(pairs) == expect and len(pairs) == len(expect)
+
+
+def test_self_agreement_counts_claims_both_references_decide_alike() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        nets = list(range(8))
+        first = {n: float(v) for n, v in zip(nets, rng.choice([0.80, 0.81, 0.82], 8))}   # ties on purpose
+        second = {n: first[n] + float(rng.normal(0, 0.01)) for n in nets}
+        pairs = [(int(a), int(b)) for a, b in rng.choice(8, size=(10, 2)) if a != b]
+        sign1 = np.sign([first[m] - first[b] for m, b in pairs])
+        sign2 = np.sign([second[m] - second[b] for m, b in pairs])
+        want_one, want_two = int(np.sum(sign1 >= 0)), int(np.sum(sign2 >= 0))
+        want_agree = int(np.sum((sign1 >= 0) == (sign2 >= 0)))
+        assert self_agreement(pairs, first, second) == (want_agree, want_one, want_two)
+    assert self_agreement([(0, 1)], {0: 0.8, 1: 0.8}, {0: 0.79, 1: 0.8}) == (0, 1, 0)   # a tie holds
 
 
 def test_rank_agreement_is_pearson_on_ranks_and_nan_when_undefined() -> None:
