@@ -28,12 +28,14 @@ __all__ = ["confirm_run", "claimed_numbers", "round_workers"]
 def claimed_numbers(data: Any, cap: int | None = None) -> list[int]:
     """The trial numbers the round trains, in order: front members with a claim on the search's
     values (after the end-of-run re-timing), the members with the most claims first (then the
-    faster), each followed by the baselines it claims to beat; at most ``cap`` nets (None: all)."""
+    cheaper on the run's cost objectives, in their order: latency, params, MACs), each followed
+    by the baselines it claims to beat; at most ``cap`` nets (None: all)."""
     from .rundata import search_claims
 
     by_name = {b["baseline"]: b["number"] for b in data.baselines}
     claims = [(r, search_claims(data, r)) for r in data.front]
-    claims.sort(key=lambda rc: (-len(rc[1]), rc[0]["values"].get("latency", 0.0), rc[0]["number"]))
+    costs = [o for o in data.objectives if o != "accuracy"]
+    claims.sort(key=lambda rc: (-len(rc[1]), *(rc[0]["values"].get(o, 0.0) for o in costs), rc[0]["number"]))
     out: list[int] = []
     for r, beaten in claims:
         for n in ([int(r["number"])] + [int(by_name[b]) for b in beaten]) if beaten else []:

@@ -277,6 +277,21 @@ def test_capped_round_takes_the_members_with_most_claims_first_and_their_baselin
     assert dominated_baselines(data, a) == [] and unchecked_claims(data, a) == ["b1", "b2"]
 
 
+def test_round_order_breaks_equal_claim_counts_on_the_runs_cost_objective() -> None:
+    from search.confirm_round import claimed_numbers
+    from search.rundata import RunData
+
+    def row(n: int, acc: float, params: float, baseline: str | None = None) -> dict:
+        return {"number": n, "values": {"accuracy": acc, "params": params}, "baseline": baseline}
+
+    b0, b1 = row(0, 0.70, 900.0, "b0"), row(1, 0.60, 950.0, "b1")
+    small, big = row(20, 0.75, 300.0), row(10, 0.90, 800.0)    # each beats b0 and b1; small has fewer params
+    data = RunData(["accuracy", "params"], [b0, b1, small, big], front=[small, big], baselines=[b0, b1])
+    assert claimed_numbers(data) == [20, 0, 1, 10]          # not trial-number order (10 first)
+    data = RunData(["accuracy", "params"], [b0, b1, small, big], front=[big, small], baselines=[b0, b1])
+    assert claimed_numbers(data) == [20, 0, 1, 10]          # nor front order
+
+
 def test_claim_rule_without_and_with_a_round() -> None:
     from search.confirm import claim_state
 
