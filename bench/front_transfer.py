@@ -29,6 +29,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -55,22 +56,24 @@ def claims(trials: list) -> tuple[list, dict, list[tuple[int, str]]]:
     return front, base, out
 
 
-def run_claims(run_dir: Path, study: object, config: dict) -> tuple[list[dict], dict[str, dict], list[tuple[int, str]]]:
+def run_claims(run_dir: Path, study: object, config: dict,
+               data: Any = None) -> tuple[list[dict], dict[str, dict], list[tuple[int, str]]]:
     """The run's own claims, as its pareto.json states them: (front rows, {baseline name: row},
-    [(member number, baseline name)])."""
+    [(member number, baseline name)]). ``data``: the run's ``search.rundata.collect``, if at hand."""
     from search.rundata import collect, dominated_baselines
 
-    data = collect(study, config, run_dir=run_dir)
+    data = data if data is not None else collect(study, config, run_dir=run_dir)
     base = {str(b["baseline"]): b for b in data.baselines}
     pairs = [(int(r["number"]), name) for r in data.front for name in dominated_baselines(data, r)]
     return data.front, base, pairs
 
 
-def withdrawn(run_dir: Path, study: object, config: dict) -> tuple[int | None, list[tuple[int, str]]]:
+def withdrawn(run_dir: Path, study: object, config: dict,
+              data: Any = None) -> tuple[int | None, list[tuple[int, str]]]:
     """(the confirmation round's epochs or None without a round, the claims it withdrew)."""
     from search.rundata import collect, withdrawn_claims
 
-    data = collect(study, config, run_dir=run_dir)
+    data = data if data is not None else collect(study, config, run_dir=run_dir)
     epochs = data.confirm.get("epochs") if data.confirm else None
     return epochs, [(int(r["number"]), name) for r in data.front for name in withdrawn_claims(data, r)]
 
@@ -125,12 +128,15 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_dict(config["settings"])
     if list(settings.objectives[:2]) != ["accuracy", "latency"]:
         sys.exit("error: front_transfer needs a run whose objectives start with accuracy,latency")
-    front, base, pairs = run_claims(Path(args.run), study, config)
+    from search.rundata import collect
+
+    data_of_run = collect(study, config, run_dir=Path(args.run))
+    front, base, pairs = run_claims(Path(args.run), study, config, data_of_run)
     plain = claims(study.get_trials(deepcopy=False))[2]
     why = " (they differ: end-of-run re-timing, repeats or the confirmation round)"
     print(f"the run claims {len(pairs)} dominations (pareto.json); its trials' own values alone would "
           f"claim {len(plain)}{'' if set(plain) == set(pairs) else why}")
-    confirm_epochs, dropped = withdrawn(Path(args.run), study, config)
+    confirm_epochs, dropped = withdrawn(Path(args.run), study, config, data_of_run)
     if confirm_epochs is None:
         print("the run has no confirmation round (confirm.json): its claims rest on the search's accuracy alone")
     else:

@@ -158,11 +158,11 @@ def confirm_run(run_dir: Path, study: Any, config: Mapping[str, Any],
     key = training_key(settings.to_dict())
     old = load_confirm(run_dir)
     members: dict[str, Any] = {}
-    processes, threads = round_workers(settings, len(numbers))
+    threads = round_workers(settings, len(numbers))[1]
     if old is not None and old["epochs"] == epochs and old.get("key") == key and old.get("threads") == threads:
         members = {n: m for n, m in old["members"].items() if isinstance(m, dict) and "accuracy" in m}
     todo = [n for n in numbers if str(n) not in members]
-    processes = min(processes, max(1, len(todo))) if workers is None else max(1, int(workers))
+    processes = round_workers(settings, len(todo))[0] if workers is None else max(1, int(workers))
     doc: dict[str, Any] = {"epochs": epochs, "key": key, "split": "val (+ the extra val examples)",
                            "note": "front members with a claim and the baselines they claim to beat, "
                                    "re-trained from the same initialisation (search.confirm)",
