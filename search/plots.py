@@ -100,6 +100,7 @@ def pareto_png(path: Path, data: Any, title: str = "") -> None:
         ax.scatter(pruned, np.zeros(len(pruned)), marker="|", s=90, c="tab:blue", alpha=0.6, zorder=2,
                    transform=ax.get_xaxis_transform(), clip_on=False,
                    label=f"pruned ({len(pruned)}): cost only")
+        ax.dataLim.update_from_data_x(pruned, ignore=False)   # the x range holds the ticks too
     ax.set_xlabel(LABELS.get(x, x))
     ax.set_ylabel(LABELS.get(y, y))
     xs_all = np.concatenate([_xy(complete, x, y)[0], np.array(pruned, dtype=float)])
