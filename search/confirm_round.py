@@ -7,7 +7,9 @@ baseline so dominated; nets already in ``confirm.json`` under the same epochs an
 settings (a resumed run) are not trained again. The nets are trained side by side in one
 spawned process per core (one thread each; two 1-thread processes train ~1.3x as many nets per
 second as one 2-thread process on this project's 2-core machine), or in this process with
-``workers=1``.
+``workers=1``. With ``settings.confirm_timeout`` a net is started only while the round's time so
+far plus its slowest net so far fits in it (``may_start``), so the round ends near that limit
+however fast the machine is at the time; the nets left out are listed under ``not_started``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from .confirm import CONFIRM_FILE, load_confirm, training_key
 from .hooks import NO_HOOKS, Hooks
 
-__all__ = ["confirm_run", "claimed_numbers", "round_workers"]
+__all__ = ["confirm_run", "claimed_numbers", "round_workers", "may_start"]
 
 
 def claimed_numbers(data: Any, cap: int | None = None) -> list[int]:
@@ -100,36 +102,63 @@ def _child_loop(tasks: Any, results: Any, parent: int, hooks: Hooks) -> None:
             results.put((task[0], {"error": f"{type(err).__name__}: {err}", "seconds": 0.0}))
 
 
+def may_start(elapsed: float, slowest: float, limit: float | None) -> bool:
+    """Whether the round starts another net ``elapsed`` seconds in, its slowest net so far having
+    taken ``slowest`` seconds (0 before any finished): always without a ``limit``, else only
+    while that net would end within it if it took as long as the slowest."""
+    return limit is None or elapsed + slowest <= limit
+
+
 def _trained(tasks: Sequence[tuple[int, Any, dict[str, Any], int, int]], processes: int,
-             hooks: Hooks) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The tasks' results as they finish (handed out in claim order; in that order too on one
-    process). The processes are killed when the caller stops early (Ctrl-C, an error); one that
-    dies raises ``RuntimeError`` (no process is started again in its place)."""
+             hooks: Hooks, limit: float | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The tasks' results as they finish, handed out in claim order while ``may_start`` allows
+    (the first net of each process always starts; in claim order on one process too). The
+    processes are killed when the caller stops early (Ctrl-C, an error); one that dies raises
+    ``RuntimeError`` (no process is started again in its place)."""
+    start, slowest = time.perf_counter(), 0.0
+
+    def go_on() -> bool:
+        return may_start(time.perf_counter() - start, slowest, limit)
+
     if processes <= 1:
-        yield from map(_train_one, tasks)
+        for i, task in enumerate(tasks):
+            if i and not go_on():
+                return
+            number, entry = _train_one(task)
+            slowest = max(slowest, float(entry.get("seconds", 0.0)))
+            yield number, entry
         return
     import multiprocessing as mp
     import queue
 
     ctx = mp.get_context("spawn")
     todo, done = ctx.Queue(), ctx.Queue()
-    for task in [*tasks, *[None] * processes]:
-        todo.put(task)
+    waiting = list(tasks)
+    running = min(processes, len(waiting))
+    for _ in range(running):
+        todo.put(waiting.pop(0))
     procs = [ctx.Process(target=_child_loop, args=(todo, done, os.getpid(), hooks), daemon=True)
              for _ in range(processes)]
     for p in procs:
         p.start()
     try:
-        for _ in tasks:
-            while True:
-                try:
-                    yield done.get(timeout=1.0)
-                    break
-                except queue.Empty:
-                    dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-                    if dead:
-                        raise RuntimeError(f"confirmation round: a training process exited with code {dead[0]} "
-                                           "(see its traceback above)") from None
+        while running:
+            try:
+                number, entry = done.get(timeout=1.0)
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"confirmation round: a training process exited with code {dead[0]} "
+                                       "(see its traceback above)") from None
+                continue
+            running -= 1
+            slowest = max(slowest, float(entry.get("seconds", 0.0)))
+            if waiting and go_on():
+                todo.put(waiting.pop(0))
+                running += 1
+            yield number, entry
+        for _ in procs:
+            todo.put(None)
     finally:
         for p in procs:
             if p.is_alive():
@@ -178,7 +207,10 @@ def confirm_run(run_dir: Path, study: Any, config: Mapping[str, Any],
                 f"(the front members that dominate a baseline and those baselines{capped}) ...")
     _write(run_dir, doc)
     tasks = [(n, rows[n]["arch"], settings.to_dict(), epochs, threads) for n in todo]
-    for i, (n, entry) in enumerate(_trained(tasks, processes, hooks), 1):
+    limit = settings.confirm_timeout
+    if limit is not None:
+        doc["timeout"] = limit
+    for i, (n, entry) in enumerate(_trained(tasks, processes, hooks, limit), 1):
         members[str(n)] = entry
         _write(run_dir, doc)
         row = rows[n]
@@ -187,4 +219,11 @@ def confirm_run(run_dir: Path, study: Any, config: Mapping[str, Any],
         got = f"{entry['accuracy']:.4f}" if "accuracy" in entry else entry["error"]
         printer(f"  {i}/{len(todo)} trial {n}{name}: search accuracy {search_acc:.4f} -> {epochs} epochs {got} "
                 f"({entry['seconds']:.0f} s)")
+    left = [n for n in todo if str(n) not in members]
+    if left and limit is not None:
+        doc["not_started"] = left
+        _write(run_dir, doc)
+        printer(f"confirmation round: {len(left)} net(s) not started within --confirm-timeout {limit:g} s "
+                "(trials " + ", ".join(map(str, left)) + "): their claims are unchecked, not stated "
+                "(--resume re-trains them)")
     return doc

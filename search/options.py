@@ -22,7 +22,8 @@ from .objectives import OBJECTIVES
 from .sampling import DEFAULT_SAMPLER, SAMPLERS
 from .settings import LATENCY_MODES, RUNTIMES, Settings
 
-__all__ = ["build_parser", "validate", "settings_from_args", "parse_objectives", "latency_shape", "DEFAULT_TRIALS",
+__all__ = ["build_parser", "validate", "settings_from_args", "search_timeout", "DEFAULT_TIMEOUT",
+           "DEFAULT_CONFIRM_TIMEOUT", "parse_objectives", "latency_shape", "DEFAULT_TRIALS",
            "MAX_LATENCY_BATCH", "MAX_SEED", "MAX_CLUSTER_WORKERS", "DEFAULT_VAL_EXAMPLES"]
 
 #: + the baselines. On Fashion-MNIST (6,000 examples, 3 epochs, latency at 224x224 on
@@ -30,6 +31,13 @@ __all__ = ["build_parser", "validate", "settings_from_args", "parse_objectives",
 #: trials pruned), and the confirmation round (search.confirm) 4.4 min more for 9 nets; 24 + 6
 #: pays for that round within the README main command's 10 minutes.
 DEFAULT_TRIALS = 24
+#: the default budget's wall-clock caps, which hold the README main command under 10 minutes
+#: when this shared CPU runs slow (it drifts up to 2x): stop starting trials after 6 minutes
+#: (24 trials + 6 baselines took 6.3 min quiet, 8.6 min slowed), and start confirmation nets
+#: only while they end within 3 minutes (6 nets took 2.6 min quiet, 3.7 min slowed). Both apply
+#: only when neither --trials nor --timeout is given: a budget the user sets is theirs.
+DEFAULT_TIMEOUT = 360.0
+DEFAULT_CONFIRM_TIMEOUT = 180.0
 #: nets the confirmation round re-trains at most (a member and the baselines it claims to beat,
 #: the members with the most claims first): 6 nets of ~27 s at 6 epochs keep the round near 3 min
 DEFAULT_CONFIRM_NETS = 6
@@ -70,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"trials to search, on top of the baselines (default {DEFAULT_TRIALS}, chosen so that "
                         "the default command takes under 10 minutes on a quiet 2-core machine; raise it, "
                         "or give --timeout, for a longer search)")
-    g.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    g.add_argument("--timeout", type=float, default=None,
+                   help=f"stop starting trials after this many seconds (default {DEFAULT_TIMEOUT:g} when "
+                        "--trials is not given either, none otherwise)")
     g.add_argument("--sampler", default=DEFAULT_SAMPLER,
                    help=f"{', '.join(SAMPLERS)} (random is the honest baseline); default {DEFAULT_SAMPLER}")
     g.add_argument("--population", type=int, default=None,
@@ -97,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--confirm-nets", type=int, default=DEFAULT_CONFIRM_NETS, metavar="N",
                    help="re-train at most N nets in that round, the members with the most claims first; "
                         f"claims left out are not stated (listed as unchecked) (default {DEFAULT_CONFIRM_NETS})")
+    g.add_argument("--confirm-timeout", type=float, default=None, metavar="S",
+                   help="start a net of that round only while it would end within S seconds of the round's "
+                        "start, judged by its slowest net so far; claims left out are not stated (listed as "
+                        f"unchecked) (default {DEFAULT_CONFIRM_TIMEOUT:g} when neither --trials nor --timeout "
+                        "is given, none otherwise)")
     g.add_argument("--max-params", type=int, default=None, help="prune trials with more parameters")
     g.add_argument("--max-macs", type=int, default=None, help="prune trials with more multiply-adds")
     g.add_argument("--max-latency-ms", type=float, default=None, help="prune trials slower than this")
@@ -183,7 +198,7 @@ def validate(args: argparse.Namespace) -> None:
         raise CliError(f"unknown proxy {args.proxy!r}; use train or a zero-cost score: {', '.join(SCORES)}")
     for name in ("trials", "timeout", "workers", "epochs", "max_params", "max_macs", "max_latency_ms",
                  "latency_batch", "threads", "latency_seconds", "data_limit", "val_examples", "population",
-                 "confirm_nets"):
+                 "confirm_nets", "confirm_timeout"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     cores = os.cpu_count() or 1
     _at_most("--threads", args.threads, cores, f"this machine has {cores} cores")
@@ -224,11 +239,30 @@ def confirm_epochs(args: argparse.Namespace) -> int:
     return 2 * int(args.epochs) if args.proxy == "train" else 0
 
 
+def default_budget(args: argparse.Namespace) -> bool:
+    """Whether the run takes the default budget (no ``--trials``, no ``--timeout``), whose
+    wall-clock caps ``DEFAULT_TIMEOUT`` and ``DEFAULT_CONFIRM_TIMEOUT`` then apply."""
+    return args.trials is None and args.timeout is None
+
+
+def search_timeout(args: argparse.Namespace) -> float | None:
+    """``--timeout``, or ``DEFAULT_TIMEOUT`` with the default budget."""
+    return DEFAULT_TIMEOUT if default_budget(args) else args.timeout
+
+
+def confirm_timeout(args: argparse.Namespace) -> float | None:
+    """``--confirm-timeout``, or ``DEFAULT_CONFIRM_TIMEOUT`` with the default budget."""
+    if args.confirm_timeout is not None:
+        return float(args.confirm_timeout)
+    return DEFAULT_CONFIRM_TIMEOUT if default_budget(args) else None
+
+
 def settings_from_args(args: argparse.Namespace, channels: int | None = None) -> Settings:
     """The trial settings; ``channels`` (the data's) completes the latency shape."""
     return Settings(data=args.data, data_dir=args.data_dir, data_limit=args.data_limit,
                     val_examples=args.val_examples, proxy=args.proxy,
                     epochs=args.epochs, confirm_epochs=confirm_epochs(args), confirm_nets=args.confirm_nets,
+                    confirm_timeout=confirm_timeout(args),
                     objectives=parse_objectives(args.objectives), max_params=args.max_params,
                     max_macs=args.max_macs, max_latency_ms=args.max_latency_ms, latency_batch=args.latency_batch,
                     threads=args.threads, latency_seconds=args.latency_seconds, seed=args.seed,

@@ -23,7 +23,7 @@ from .backends import BACKENDS
 from .cli_errors import EXIT_INTERRUPTED, CliError, run_cli
 from .config import RunConfig
 from .hooks import NO_HOOKS, Hooks
-from .options import DEFAULT_TRIALS, build_parser, settings_from_args, validate
+from .options import DEFAULT_TRIALS, build_parser, search_timeout, settings_from_args, validate
 
 __all__ = ["main", "build_parser", "BACKENDS", "DEFAULT_TRIALS"]
 
@@ -137,7 +137,7 @@ def _new_run(args: Any) -> tuple[Path, RunConfig, Any]:
                        input_shape=tuple(data.input_shape), num_classes=data.num_classes, study_name=run_dir.name,
                        storage=storage_spec, backend=args.backend, sampler=args.sampler,
                        population=args.population or population_for(trials),
-                       trials=trials, baselines=baselines, timeout=args.timeout, workers=args.workers or 1,
+                       trials=trials, baselines=baselines, timeout=search_timeout(args), workers=args.workers or 1,
                        command=" ".join(sys.argv), data_summary=data.describe(),
                        space_size=str(getattr(space, "size", "")), machine=machine_info(),
                        created=time.strftime("%Y-%m-%d %H:%M:%S"), calibration=_calibration())
@@ -164,6 +164,8 @@ def _resume(args: Any, explicit: set[str]) -> tuple[Path, RunConfig, Any]:
         raise CliError(f"{run_dir / CONFIG} is broken ({err}): it is not the config.json of a run made by "
                        "search.run, so the run cannot be resumed; restore it from a copy") from None
     changes = {k: getattr(args, k) for k in RESUMABLE if k in explicit}
+    if "trials" in explicit and "timeout" not in explicit:
+        changes["timeout"] = None               # a trial budget the user sets drops the default budget's cap
     config = config.replace(resumed=(*config.resumed, time.strftime("%Y-%m-%d %H:%M:%S")), **changes)
     write_config(run_dir, config)
     stale = recover_stale(study)
@@ -195,7 +197,8 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
         raise CliError(f"this run uses backend {config.backend!r}; known backends: {', '.join(BACKENDS)}")
     deadline = time.time() + config.timeout if config.timeout else None
     print(f"run folder {run_dir}  (space {config.space}/{config.backbone}, sampler {config.sampler}, "
-          f"{config.total_trials} trials incl. {len(config.baselines)} baselines, "
+          f"{config.total_trials} trials incl. {len(config.baselines)} baselines"
+          f"{f' or {config.timeout:g} s (--timeout)' if config.timeout else ''}, "
           f"{config.workers} worker(s); latency {config.settings.latency} at "
           f"{'x'.join(map(str, config.settings.latency_shape or config.input_shape))} on {config.settings.runtime})",
           flush=True)
@@ -218,6 +221,11 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
     from .runfolder import front_table, write_outputs
     from .storage import load_run
 
+    if completed and deadline is not None and time.time() >= deadline:
+        done = sum(t.state.is_finished() for t in load_run(run_dir)[1].trials)
+        printer(f"--timeout {config.timeout:g} s reached: {done} of {config.total_trials} trials run, "
+                "no more started (--resume goes on for as long again; --resume --trials N runs up to N searched trials "
+                "with no time cap)")
     if completed:
         _retime(run_dir, config, printer)
     _, study, doc = load_run(run_dir)           # every derived file is rewritten next

@@ -44,6 +44,9 @@ class Settings:
     confirm_epochs: int | None = None
     #: at most this many nets re-trained by that round (None: no cap)
     confirm_nets: int | None = None
+    #: that round starts a net only while its time so far plus its slowest net so far fits in
+    #: this many seconds (None: no limit); the nets left out leave their claims unchecked
+    confirm_timeout: float | None = None
     lr: float = 0.1
     batch_size: int = 64
     objectives: tuple[str, ...] = ("accuracy", "latency")

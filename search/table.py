@@ -44,7 +44,8 @@ def confirm_note(data: RunData) -> str | None:
     text = (f"dominates: claims re-checked by re-training both nets for {data.confirm.get('epochs')} epochs; "
             f"{kept} upheld")
     text += f", withdrawn (trial: baselines): {withdrawn}" if withdrawn else ", none withdrawn"
-    return text + (f"; not re-trained (over --confirm-nets), so not stated: {unchecked}" if unchecked else "")
+    why = "over --confirm-nets or --confirm-timeout" if data.confirm.get("timeout") else "over --confirm-nets"
+    return text + (f"; not re-trained ({why}), so not stated: {unchecked}" if unchecked else "")
 
 
 def front_table(data: RunData) -> str:

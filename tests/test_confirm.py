@@ -249,12 +249,13 @@ def test_default_is_twice_the_epochs_with_training_and_off_for_zero_cost() -> No
     assert settings_from_args(p.parse_args(["--confirm-epochs", "0"])).confirm_epochs == 0
 
 
-@pytest.mark.parametrize("bad", ["-1", "100000"])
-def test_bad_confirm_epochs_is_one_error_line(bad: str, tmp_path: Path) -> None:
-    res = run("search.run", "--confirm-epochs", bad, "--out", str(tmp_path))
+@pytest.mark.parametrize("option,bad", [("--confirm-epochs", "-1"), ("--confirm-epochs", "100000"),
+                                        ("--confirm-timeout", "0"), ("--confirm-timeout", "nan")])
+def test_bad_confirm_option_is_one_error_line(option: str, bad: str, tmp_path: Path) -> None:
+    res = run("search.run", option, bad, "--out", str(tmp_path))
     assert res.returncode != 0 and "Traceback" not in res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "error: --confirm-epochs" in lines[0]
+    assert len(lines) == 1 and f"error: {option}" in lines[0]
     assert not list(tmp_path.iterdir())
 
 
@@ -300,3 +301,64 @@ def test_claim_rule_without_and_with_a_round() -> None:
     assert claim_state({1: 0.79, 2: 0.8}, 1, 2) == "withdrawn"
     assert claim_state({1: 0.9}, 1, 2) == "unchecked"         # the baseline was not re-trained: not stated
     assert claim_state({2: 0.7}, 1, 2) == "unchecked"
+
+
+def test_may_start_only_while_the_slowest_net_so_far_would_end_in_time() -> None:
+    from search.confirm_round import may_start
+
+    assert may_start(1e9, 1e9, None)                   # no limit
+    assert may_start(0.0, 0.0, 10.0) and may_start(6.0, 4.0, 10.0)
+    assert not may_start(6.5, 4.0, 10.0) and not may_start(11.0, 0.0, 10.0)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_timed_round_leaves_the_nets_it_cannot_end_in_time_unchecked(confirmed_run: Path, tmp_path: Path,
+                                                                      workers: int) -> None:
+    """A limit no net fits: only each process's first net starts; the rest are listed as not
+    started, and their claims become unchecked in pareto.json (none stated on them)."""
+    from search.confirm_round import claimed_numbers, confirm_run
+    from search.rundata import collect
+    from search.runfolder import load_run, write_outputs
+
+    run_dir = tmp_path / "c"
+    shutil.copytree(confirmed_run, run_dir)
+    before = json.loads((run_dir / "confirm.json").read_text())["members"]
+    (run_dir / "confirm.json").unlink()
+    _, study, config = load_run(run_dir)
+    config["settings"]["confirm_timeout"] = 1e-3
+    order = claimed_numbers(collect(study, config, run_dir=run_dir))
+    assert len(order) > workers                        # the fixture's round has nets to leave out
+    lines: list[str] = []
+    doc = confirm_run(run_dir, study, config, printer=lines.append, workers=workers)
+    assert doc is not None
+    kept = json.loads((run_dir / "confirm.json").read_text())
+    assert sorted(map(int, kept["members"])) == sorted(order[:workers])    # handed out in claim order
+    assert kept["not_started"] == order[workers:] and kept["timeout"] == 1e-3
+    assert all(kept["members"][n]["accuracy"] == before[n]["accuracy"] for n in kept["members"])
+    assert any("not started within --confirm-timeout" in ln for ln in lines)
+    pareto = write_outputs(run_dir, study, config)
+    trained = set(map(int, kept["members"]))
+    base = {b["baseline"]: b["number"] for b in pareto.baselines}
+    from search.rundata import dominated_baselines, unchecked_claims
+
+    for r in pareto.front:
+        for b in dominated_baselines(pareto, r):
+            assert {r["number"], base[b]} <= trained       # a claim is stated only on two trained nets
+        for b in unchecked_claims(pareto, r):
+            assert not {r["number"], base[b]} <= trained
+    assert any(unchecked_claims(pareto, r) for r in pareto.front)     # every net of the order has a claim
+
+
+def test_default_budget_caps_the_search_and_the_round_and_a_set_budget_does_not() -> None:
+    import search.options as opts
+
+    p = opts.build_parser()
+    args = p.parse_args([])
+    assert opts.search_timeout(args) == opts.DEFAULT_TIMEOUT
+    assert opts.settings_from_args(args).confirm_timeout == opts.DEFAULT_CONFIRM_TIMEOUT
+    for given in (["--trials", "50"], ["--timeout", "900"]):
+        args = p.parse_args(given)
+        assert opts.settings_from_args(args).confirm_timeout is None
+        assert opts.search_timeout(args) == (900.0 if "--timeout" in given else None)
+    args = p.parse_args(["--trials", "50", "--confirm-timeout", "60"])
+    assert opts.settings_from_args(args).confirm_timeout == 60.0

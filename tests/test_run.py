@@ -363,3 +363,21 @@ def test_learned_ops_are_priced_and_timed_condensed(name: str) -> None:
     assert figures["learned"] is True
     assert (figures["params"], figures["macs"]) == expect, name
     assert figures["latency_ms"] > 0 and len(figures["acc_epochs"]) == 1
+
+
+def test_timeout_stops_starting_trials_says_so_and_a_resumed_trial_budget_drops_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROUPNAS_LATENCY_LOCK", str(tmp_path / "latency.lock"))
+    args = ["--space", "groups", "--trials", "200", "--timeout", "3", "--no-baselines", *TINY,
+            "--out", str(tmp_path), "--name", "t"]
+    code, out, err = call(capsys, run_cmd.main, *args)
+    assert code == 0, out + err
+    run_dir = tmp_path / "t"
+    done = [t for t in trials_of(run_dir) if t.state.is_finished()]
+    assert 0 < len(done) < 200
+    assert f"--timeout 3 s reached: {len(done)} of 200 trials run" in out and "or 3 s (--timeout)" in out
+    assert json.loads((run_dir / "config.json").read_text())["timeout"] == 3
+    # --resume --trials N: the user's trial budget, no time cap carried over from the first run
+    code, out, err = call(capsys, run_cmd.main, "--resume", str(run_dir), "--trials", str(len(done)))
+    assert code == 0, out + err
+    assert json.loads((run_dir / "config.json").read_text())["timeout"] is None and "reached" not in out
