@@ -31,13 +31,14 @@ __all__ = ["build_parser", "validate", "settings_from_args", "search_timeout", "
 #: trials pruned), and the confirmation round (search.confirm) 4.4 min more for 9 nets; 24 + 6
 #: pays for that round within the README main command's 10 minutes.
 DEFAULT_TRIALS = 24
-#: the default budget's wall-clock caps, which hold the README main command under 10 minutes
-#: when this shared CPU runs slow (it drifts up to 2x): stop starting trials after 6 minutes
-#: (24 trials + 6 baselines took 6.3 min quiet, 8.6 min slowed), and start confirmation nets
-#: only while they end within 3 minutes (6 nets took 2.6 min quiet, 3.7 min slowed). Both apply
-#: only when neither --trials nor --timeout is given: a budget the user sets is theirs.
-DEFAULT_TIMEOUT = 360.0
-DEFAULT_CONFIRM_TIMEOUT = 180.0
+#: the default budget's wall-clock caps, which hold the README main command (after setup) under
+#: 10 minutes when this shared CPU runs slow (it drifts up to 2x): stop starting trials after 5.5
+#: minutes (24 trials + 6 baselines took 6.3 min quiet, 8.6 min slowed), and start confirmation
+#: nets only while they end within 2.5 minutes (6 nets took 2.6 min quiet, 3.7 min slowed). With
+#: caps of 6 and 3 minutes a slowed run took 9:33, too close to 10. Both apply only when neither
+#: --trials nor --timeout is given: a budget the user sets is theirs.
+DEFAULT_TIMEOUT = 330.0
+DEFAULT_CONFIRM_TIMEOUT = 150.0
 #: nets the confirmation round re-trains at most (a member and the baselines it claims to beat,
 #: the members with the most claims first): 6 nets of ~27 s at 6 epochs keep the round near 3 min
 DEFAULT_CONFIRM_NETS = 6

@@ -110,7 +110,10 @@ def test_ratio_moves_with_a_slowed_reference_and_ms_do_not():
     one = measure_latency(model, shape, reference=Repeat(reference_network(shape), 1), **opts)
     three = measure_latency(model, shape, reference=Repeat(reference_network(shape), 3), **opts)
     assert one.reference != three.reference and one.calibration != three.calibration
-    assert 0.15 < three.ref_ratio / one.ref_ratio < 0.6  # 1/3 expected; wide for a busy machine
+    # 1/3 expected. The two figures come from two windows, so the CPU's drift (up to 2x, more under
+    # load: 0.149 was seen once) enters the quotient; the bounds still reject a ratio that stays
+    # put (1) and one that falls with the square of the reference's work (1/9)
+    assert 0.12 < three.ref_ratio / one.ref_ratio < 0.6
     assert 1.8 < three.ref_ms / one.ref_ms < 5.0
     assert 0.5 < three.median_ms / one.median_ms < 2.0  # ms are the same quantity either way
 
