@@ -14,6 +14,7 @@ however fast the machine is at the time; the nets left out are listed under ``no
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -133,10 +134,10 @@ def _trained(tasks: Sequence[tuple[int, Any, dict[str, Any], int, int]], process
 
     ctx = mp.get_context("spawn")
     todo, done = ctx.Queue(), ctx.Queue()
-    waiting = list(tasks)
-    running = min(processes, len(waiting))
-    for _ in range(running):
-        todo.put(waiting.pop(0))
+    waiting = iter(tasks)
+    running = min(processes, len(tasks))
+    for first in itertools.islice(waiting, running):
+        todo.put(first)
     procs = [ctx.Process(target=_child_loop, args=(todo, done, os.getpid(), hooks), daemon=True)
              for _ in range(processes)]
     for p in procs:
@@ -153,8 +154,8 @@ def _trained(tasks: Sequence[tuple[int, Any, dict[str, Any], int, int]], process
                 continue
             running -= 1
             slowest = max(slowest, float(entry.get("seconds", 0.0)))
-            if waiting and go_on():
-                todo.put(waiting.pop(0))
+            if go_on() and (more := next(waiting, None)) is not None:
+                todo.put(more)
                 running += 1
             yield number, entry
         for _ in procs:
@@ -196,6 +197,9 @@ def confirm_run(run_dir: Path, study: Any, config: Mapping[str, Any],
                            "note": "front members with a claim and the baselines they claim to beat, "
                                    "re-trained from the same initialisation (search.confirm)",
                            "processes": processes, "threads": threads, "members": members}
+    limit = settings.confirm_timeout
+    if limit is not None:
+        doc["timeout"] = limit
     rows = {r["number"]: r for r in data.rows}
     if not numbers:
         printer("confirmation round: the front dominates no baseline, nothing to re-train")
@@ -207,9 +211,6 @@ def confirm_run(run_dir: Path, study: Any, config: Mapping[str, Any],
                 f"(the front members that dominate a baseline and those baselines{capped}) ...")
     _write(run_dir, doc)
     tasks = [(n, rows[n]["arch"], settings.to_dict(), epochs, threads) for n in todo]
-    limit = settings.confirm_timeout
-    if limit is not None:
-        doc["timeout"] = limit
     for i, (n, entry) in enumerate(_trained(tasks, processes, hooks, limit), 1):
         members[str(n)] = entry
         _write(run_dir, doc)

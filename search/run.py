@@ -221,14 +221,15 @@ def main(argv: Sequence[str] | None = None, *, hooks: Hooks = NO_HOOKS) -> int:
     from .runfolder import front_table, write_outputs
     from .storage import load_run
 
-    if completed and deadline is not None and time.time() >= deadline:
-        done = sum(t.state.is_finished() for t in load_run(run_dir)[1].trials)
-        printer(f"--timeout {config.timeout:g} s reached: {done} of {config.total_trials} trials run, "
-                "no more started (--resume goes on for as long again; --resume --trials N runs up to N searched trials "
-                "with no time cap)")
+    timed_out = completed and deadline is not None and time.time() >= deadline
     if completed:
         _retime(run_dir, config, printer)
     _, study, doc = load_run(run_dir)           # every derived file is rewritten next
+    if timed_out:
+        done = sum(t.state.is_finished() for t in study.trials)
+        printer(f"--timeout {config.timeout:g} s reached: {done} of {config.total_trials} trials run, "
+                "no more started (--resume goes on for as long again; --resume --trials N runs up to N searched trials "
+                "with no time cap)")
     if completed:                               # the claims' nets re-trained longer (search.confirm)
         from .confirm_round import confirm_run
 
