@@ -63,7 +63,21 @@ def round_workers(settings: Any, nets: int, cores: int | None = None) -> tuple[i
 
 
 def _train_one(task: tuple[int, Any, dict[str, Any], int, int]) -> tuple[int, dict[str, Any]]:
-    """Train one net of the round: (trial number, its entry in confirm.json)."""
+    """Train one net of the round: (trial number, its entry in confirm.json). Any error of the
+    net is recorded as its entry (the claims on it are then not stated), in the round's own
+    process and in a spawned one alike; Ctrl-C is not an error and stops the round."""
+    number, arch_json, settings_dict, epochs, threads = task
+    start = time.perf_counter()
+    try:
+        entry = _accuracy_entry(arch_json, settings_dict, epochs, threads)
+    except Exception as err:  # noqa: BLE001 - recorded; the claims on this net are not stated
+        entry = {"error": f"{type(err).__name__}: {err}"}
+    entry["seconds"] = round(time.perf_counter() - start, 3)
+    return number, entry
+
+
+def _accuracy_entry(arch_json: Any, settings_dict: dict[str, Any], epochs: int, threads: int) -> dict[str, Any]:
+    """Train the net for ``epochs`` and score it: its accuracy, 0 with the reason if it diverged."""
     from evaluators.train_proxy import TrainingDiverged, train
     from spaces.arch import Arch
     from spaces.build import build_model
@@ -71,36 +85,27 @@ def _train_one(task: tuple[int, Any, dict[str, Any], int, int]) -> tuple[int, di
     from .objective import get_data
     from .settings import Settings
 
-    number, arch_json, settings_dict, epochs, threads = task
     settings = Settings.from_dict(settings_dict)
-    start = time.perf_counter()
+    model = build_model(Arch.from_json(arch_json), seed=settings.seed)
     try:
-        model = build_model(Arch.from_json(arch_json), seed=settings.seed)
-        acc = float(train(model, get_data(settings), epochs=epochs, lr=settings.lr, batch_size=settings.batch_size,
-                          seed=settings.seed, threads=threads, score_every_epoch=False).accuracy)
-        entry: dict[str, Any] = {"accuracy": acc}
+        return {"accuracy": float(train(model, get_data(settings), epochs=epochs, lr=settings.lr,
+                                        batch_size=settings.batch_size, seed=settings.seed, threads=threads,
+                                        score_every_epoch=False).accuracy)}
     except TrainingDiverged as err:
-        entry = {"accuracy": 0.0, "diverged": str(err)}
-    except (RuntimeError, ValueError) as err:   # recorded; the claims on this net are not stated
-        entry = {"error": f"{type(err).__name__}: {err}"}
-    entry["seconds"] = round(time.perf_counter() - start, 3)
-    return number, entry
+        return {"accuracy": 0.0, "diverged": str(err)}
 
 
 def _child_loop(tasks: Any, results: Any, parent: int, hooks: Hooks) -> None:
     """A spawned round process: die with the parent, leave Ctrl-C to it (it stops the round), run
     the caller's ``worker_init`` hook, then train tasks until the ``None`` that ends the queue.
-    Any error of one net is recorded as that net's entry, and the next net goes on."""
+    An error of one net is its entry (``_train_one``), and the next net goes on."""
     from .backends.optuna_workers import die_with_parent
 
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     hooks.worker_started()
     while (task := tasks.get()) is not None:
-        try:
-            results.put(_train_one(task))
-        except Exception as err:  # noqa: BLE001 - recorded; the claims on this net are not stated
-            results.put((task[0], {"error": f"{type(err).__name__}: {err}", "seconds": 0.0}))
+        results.put(_train_one(task))
 
 
 def may_start(elapsed: float, slowest: float, limit: float | None) -> bool:
@@ -110,23 +115,32 @@ def may_start(elapsed: float, slowest: float, limit: float | None) -> bool:
     return limit is None or elapsed + slowest <= limit
 
 
+class _Pace:
+    """The round's clock: its start, its slowest net so far, and ``may_start`` over the two."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit, self.start, self.slowest = limit, time.perf_counter(), 0.0
+
+    def finished(self, entry: Mapping[str, Any]) -> None:
+        self.slowest = max(self.slowest, float(entry.get("seconds", 0.0)))
+
+    def go_on(self) -> bool:
+        return may_start(time.perf_counter() - self.start, self.slowest, self.limit)
+
+
 def _trained(tasks: Sequence[tuple[int, Any, dict[str, Any], int, int]], processes: int,
              hooks: Hooks, limit: float | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """The tasks' results as they finish, handed out in claim order while ``may_start`` allows
     (the first net of each process always starts; in claim order on one process too). The
     processes are killed when the caller stops early (Ctrl-C, an error); one that dies raises
     ``RuntimeError`` (no process is started again in its place)."""
-    start, slowest = time.perf_counter(), 0.0
-
-    def go_on() -> bool:
-        return may_start(time.perf_counter() - start, slowest, limit)
-
+    pace = _Pace(limit)
     if processes <= 1:
         for i, task in enumerate(tasks):
-            if i and not go_on():
+            if i and not pace.go_on():
                 return
             number, entry = _train_one(task)
-            slowest = max(slowest, float(entry.get("seconds", 0.0)))
+            pace.finished(entry)
             yield number, entry
         return
     import multiprocessing as mp
@@ -153,8 +167,8 @@ def _trained(tasks: Sequence[tuple[int, Any, dict[str, Any], int, int]], process
                                        "(see its traceback above)") from None
                 continue
             running -= 1
-            slowest = max(slowest, float(entry.get("seconds", 0.0)))
-            if go_on() and (more := next(waiting, None)) is not None:
+            pace.finished(entry)
+            if pace.go_on() and (more := next(waiting, None)) is not None:
                 todo.put(more)
                 running += 1
             yield number, entry

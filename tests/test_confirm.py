@@ -362,3 +362,28 @@ def test_default_budget_caps_the_search_and_the_round_and_a_set_budget_does_not(
         assert opts.search_timeout(args) == (900.0 if "--timeout" in given else None)
     args = p.parse_args(["--trials", "50", "--confirm-timeout", "60"])
     assert opts.settings_from_args(args).confirm_timeout == 60.0
+
+
+def test_any_error_of_one_net_is_its_entry_in_the_rounds_own_process_and_ctrl_c_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One process (the path without spawned workers): a net whose training raises any error
+    (not only RuntimeError / ValueError) becomes an error entry, with its seconds, and the next
+    net is still trained; Ctrl-C is not swallowed."""
+    import search.confirm_round as round_mod
+    from search.hooks import NO_HOOKS
+
+    def fake(arch_json: object, settings: object, epochs: int, threads: int) -> dict:
+        if arch_json == "bad":
+            raise TypeError("boom")
+        if arch_json == "stop":
+            raise KeyboardInterrupt
+        return {"accuracy": 0.5}
+
+    monkeypatch.setattr(round_mod, "_accuracy_entry", fake)
+    tasks = [(1, "ok", {}, 1, 1), (2, "bad", {}, 1, 1), (3, "ok", {}, 1, 1)]
+    got = dict(round_mod._trained(tasks, 1, NO_HOOKS))
+    assert got[1]["accuracy"] == got[3]["accuracy"] == 0.5
+    assert got[2]["error"] == "TypeError: boom" and "accuracy" not in got[2]
+    assert all("seconds" in e for e in got.values())
+    with pytest.raises(KeyboardInterrupt):
+        list(round_mod._trained([(4, "stop", {}, 1, 1)], 1, NO_HOOKS))
