@@ -107,15 +107,30 @@ def test_ratio_moves_with_a_slowed_reference_and_ms_do_not():
     shape = (3, 32, 32)
     model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1))
     opts = dict(threads=1, max_seconds=1.0, calibrate_seconds=0.5, formats=("contiguous",))
-    one = measure_latency(model, shape, reference=Repeat(reference_network(shape), 1), **opts)
-    three = measure_latency(model, shape, reference=Repeat(reference_network(shape), 3), **opts)
+    refs = {1: Repeat(reference_network(shape), 1), 3: Repeat(reference_network(shape), 3)}
+    # Absolute times come from separate windows, and a window that another process shares can
+    # run 2x slower (seen: 2.3x, the other test worker busy). Interference only adds time, so
+    # the two references are timed alternately, three times each, and each figure is its
+    # fastest window (the ratio, measured within one window, is taken as its median).
+    runs: dict[int, list] = {1: [], 3: []}
+    for _ in range(3):
+        for k, ref in refs.items():
+            runs[k].append(measure_latency(model, shape, reference=ref, **opts))
+    one, three = runs[1][0], runs[3][0]
     assert one.reference != three.reference and one.calibration != three.calibration
-    # 1/3 expected. The two figures come from two windows, so the CPU's drift (up to 2x, more under
-    # load: 0.149 was seen once) enters the quotient; the bounds still reject a ratio that stays
-    # put (1) and one that falls with the square of the reference's work (1/9)
-    assert 0.12 < three.ref_ratio / one.ref_ratio < 0.6
-    assert 1.8 < three.ref_ms / one.ref_ms < 5.0
-    assert 0.5 < three.median_ms / one.median_ms < 2.0  # ms are the same quantity either way
+
+    def fastest(k: int, field: str) -> float:
+        return min(getattr(r, field) for r in runs[k])
+
+    def median(k: int, field: str) -> float:
+        return sorted(getattr(r, field) for r in runs[k])[1]
+
+    # 1/3 expected; the bounds reject a ratio that stays put (1) and one that falls with the
+    # square of the reference's work (1/9)
+    assert 0.12 < median(3, "ref_ratio") / median(1, "ref_ratio") < 0.6
+    assert 1.8 < fastest(3, "ref_ms") / fastest(1, "ref_ms") < 5.0
+    # ms are the same quantity either way: not 1/3 (scaled by the ratio) nor 3 (by the reference)
+    assert 0.5 < fastest(3, "median_ms") / fastest(1, "median_ms") < 2.0
 
 
 def test_measure_round_times_every_model_in_one_window():
