@@ -31,7 +31,7 @@ fi
 # them): this machine may set PYTHONDONTWRITEBYTECODE, and then every process would compile
 # torch, ray and optuna again (about 5 s each). Importing the entry points with writing allowed
 # compiles exactly the modules they load (about 4,000 of the 17,000 installed), in two processes
-# side by side; compiling everything took 58 s on 2 cores, this about 20 s. A module left out
+# side by side; compiling everything took 58 s on 2 cores, this about 30 s. A module left out
 # is compiled in memory when imported, as without this step.
 STAMP=".venv/.compiled-$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
 warm() {
