@@ -2,9 +2,11 @@
 
 For each new trial (after ``n_startup`` random ones):
 
-1. Candidates: ``n_candidates`` parameter sets, half mutations of the current front (each
-   choice redrawn with probability 1/4 ... 1/2), half fresh random draws; those already tried
-   are dropped.
+1. Candidates: ``n_candidates`` parameter sets: a quarter mutations of the current front
+   (each choice redrawn with probability 1/4 ... 1/2); a quarter single moves (one choice
+   redrawn to another value) of a front member or of a baseline that no searched trial
+   dominates yet, the local search around a hand-designed net that a user asks "what beats
+   it?" of; half fresh random draws. Those already tried are dropped.
 2. Prices, known before training: params and MACs of the built model (``evaluators.cost``),
    plus ``price(arch)`` when given (a latency predictor, say).
 3. Surrogate: an extra-trees ensemble (Geurts et al. 2006) on one-hot choices + log prices,
@@ -45,13 +47,17 @@ FIGURE_KEYS = {"accuracy": "accuracy", "latency": "latency_ms", "params": "param
 class _Chooser:
     """A stand-in trial for ``space.sample``: keeps ``parent``'s choices or redraws them."""
 
-    def __init__(self, rng: np.random.Generator, parent: dict[str, Any] | None, p_change: float):
-        self.rng, self.parent, self.p_change = rng, parent or {}, p_change
+    def __init__(self, rng: np.random.Generator, parent: dict[str, Any] | None, p_change: float,
+                 move: str | None = None):
+        self.rng, self.parent, self.p_change, self.move = rng, parent or {}, p_change, move
         self.params: dict[str, Any] = {}
 
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
         old = self.parent.get(name)
-        if old in choices and self.rng.random() >= self.p_change:
+        if self.move is not None and old in choices:  # a single move: only ``move`` changes
+            others = [c for c in choices if c != old]
+            v = others[int(self.rng.integers(len(others)))] if name == self.move and others else old
+        elif old in choices and self.rng.random() >= self.p_change:
             v = old
         else:
             v = choices[int(self.rng.integers(len(choices)))]
@@ -143,13 +149,22 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
 
         pts = to_minimisation([t.values for t in complete], [d.name.lower() for d in directions])
         front = [complete[i] for i in np.flatnonzero(pareto_mask(pts))]
+        searched = pts[[not t.user_attrs.get("baseline") for t in complete]]
+        unbeaten = [t for t, p in zip(complete, pts) if t.user_attrs.get("baseline")
+                    and not np.any(np.all(searched <= p, axis=1) & np.any(searched < p, axis=1))]
+        anchors = [t for t in {t.number: t for t in front + unbeaten}.values() if t.params]
         out: list[Any] = []
         keys = set(seen)
         for i in range(self.n_candidates * 3):
             if len(out) >= self.n_candidates:
                 break
-            parent = front[int(rng.integers(len(front)))].params if i % 2 == 0 and front else None
-            chooser = _Chooser(rng, parent, float(rng.uniform(0.25, 0.5)) if parent else 1.0)
+            if i % 4 == 2 and anchors:
+                anchor = anchors[int(rng.integers(len(anchors)))].params
+                names = sorted(anchor)
+                chooser = _Chooser(rng, anchor, 0.0, move=names[int(rng.integers(len(names)))])
+            else:
+                parent = front[int(rng.integers(len(front)))].params if i % 4 == 0 and front else None
+                chooser = _Chooser(rng, parent, float(rng.uniform(0.25, 0.5)) if parent else 1.0)
             try:
                 self.space.sample(chooser)
             except Exception:  # a candidate the space cannot build is no candidate

@@ -111,6 +111,36 @@ def test_screening_beats_random_on_a_priced_problem(space):
     assert statistics.median(hv["screened"]) > statistics.median(hv["random"]), hv
 
 
+def test_single_moves_around_the_front_and_the_baselines_no_searched_trial_beats(space):
+    """Candidates hold single moves (one choice changed) of a baseline that no searched trial
+    dominates, even off the front (here it is beaten by another baseline only), and none of a
+    baseline a searched trial dominates. Values are (accuracy, MACs)."""
+    base = space.baseline_params()
+    draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    space.sample(draw)
+    rows = [("igc-L2", base["igc-L2"], 0.9, 10.0),  # the front
+            ("igc-L8", base["igc-L8"], 0.65, 12.0),  # beaten by igc-L2 alone
+            (None, draw.params, 0.7, 15.0),  # the searched trial
+            ("igc-M8", base["igc-M8"], 0.5, 30.0)]  # beaten by the searched trial
+    sampler = ScreenedSampler(space, seed=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    for name, params, acc, macs in rows:
+        study.enqueue_trial(params, user_attrs={"baseline": name} if name else {})
+        trial = study.ask()
+        space.sample(trial)
+        study.tell(trial, [acc, macs])
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    cands = sampler._candidates(np.random.default_rng(0), done, study.directions,
+                                {tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in done})
+
+    def single_moves(p):
+        return sum(set(c) == set(p) and sum(c[k] != p[k] for k in p) == 1 for c in cands)
+
+    assert single_moves(base["igc-L2"]) > 0 and single_moves(base["igc-L8"]) > 0
+    assert single_moves(base["igc-M8"]) == 0
+    assert all(c != p for c in cands for _, p, _, _ in rows)  # nothing tried is proposed again
+
+
 def test_gain_2d_is_the_hypervolume_difference():
     rng = np.random.default_rng(0)
     pts = rng.random((12, 2))
