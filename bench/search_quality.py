@@ -153,7 +153,15 @@ def main(argv: list[str] | None = None) -> None:
     from search.sampling import DEFAULT_SAMPLER
 
     if args.analyse:
-        analyse(json.loads(Path(args.analyse).read_text()), DEFAULT_SAMPLER)
+        try:
+            kept = json.loads(Path(args.analyse).read_text())
+        except (OSError, ValueError) as err:
+            sys.exit(f"error: --analyse {args.analyse}: {err}")
+        if not isinstance(kept, dict) or not all(isinstance(r, list) and r and all(
+                isinstance(x, dict) and "points" in x for x in r) for r in kept.values()) or not kept:
+            sys.exit(f"error: --analyse {args.analyse}: not a file that --keep wrote "
+                     "({sampler: [run, ...]}, each run with its 'points')")
+        analyse(kept, DEFAULT_SAMPLER)
         return
     import torch
 

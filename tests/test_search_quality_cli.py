@@ -35,3 +35,16 @@ def test_a_bad_prune_margin_is_one_error_line_before_any_arm_runs():
     assert res.returncode != 0
     assert res.stderr.strip().splitlines()[-1].startswith("error: --prune-margin"), res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_analyse_refuses_a_file_that_keep_did_not_write_in_one_error_line(tmp_path):
+    for i, text in enumerate(["{not json", "[1]", "{}", '{"screened": [{"hv": 1}]}']):
+        bad = tmp_path / f"bad{i}.json"
+        bad.write_text(text)
+        res = subprocess.run([sys.executable, "bench/search_quality.py", "--analyse", str(bad)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+        assert res.stderr.strip().splitlines() == [res.stderr.strip()] and res.stderr.startswith("error: --analyse")
+    res = subprocess.run([sys.executable, "bench/search_quality.py", "--analyse", str(tmp_path / "none.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and res.stderr.startswith("error: --analyse") and "No such file" in res.stderr
