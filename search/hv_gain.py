@@ -6,9 +6,9 @@ All in minimisation form; ``neg_acc`` is (samples, candidates) of negated predic
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
+
+from .pareto import hypervolume
 
 __all__ = ["gain_2d", "gain_any"]
 
@@ -35,8 +35,7 @@ def gain_2d(front: np.ndarray, ref: np.ndarray, neg_acc: np.ndarray, cost: np.nd
     return (width * np.clip(height - y, 0.0, None)).sum(-1)
 
 
-def gain_any(front: np.ndarray, ref: np.ndarray, neg_acc: np.ndarray, cost: np.ndarray, acc_i: int,
-              hypervolume: Callable[..., float]) -> np.ndarray:
+def gain_any(front: np.ndarray, ref: np.ndarray, neg_acc: np.ndarray, cost: np.ndarray, acc_i: int) -> np.ndarray:
     """Hypervolume gain point by point (three objectives)."""
     base = hypervolume(front, ref)
     gains = np.zeros(neg_acc.shape)

@@ -38,7 +38,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from . import optuna_adapter as ota
-from .hv_gain import gain_2d as _gain_2d, gain_any as _gain_any
+from .hv_gain import gain_2d, gain_any
 
 __all__ = ["ScreenedSampler", "FIGURE_KEYS"]
 
@@ -146,13 +146,13 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
 
     def _candidates(self, rng: np.random.Generator, complete: list[FrozenTrial], directions: Any,
                     seen: set) -> list[dict[str, Any]]:
-        from .pareto import pareto_mask, to_minimisation
+        from .pareto import dominates, pareto_mask, to_minimisation
 
         pts = to_minimisation([t.values for t in complete], [d.name.lower() for d in directions])
         front = [complete[i] for i in np.flatnonzero(pareto_mask(pts))]
-        searched = pts[[not t.user_attrs.get("baseline") for t in complete]]
+        searched = [p for t, p in zip(complete, pts) if not t.user_attrs.get("baseline")]
         unbeaten = [t for t, p in zip(complete, pts) if t.user_attrs.get("baseline")
-                    and not np.any(np.all(searched <= p, axis=1) & np.any(searched < p, axis=1))]
+                    and not any(dominates(q, p) for q in searched)]
         anchors = [t for t in {t.number: t for t in front + unbeaten}.values() if t.params]
         out: list[Any] = []
         keys = set(seen)
@@ -253,7 +253,7 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
 
     def _best(self, rng: np.random.Generator, trials: list[FrozenTrial], complete: list[FrozenTrial],
               cands: list[dict[str, Any]], names: list[str], directions: Any) -> int:
-        from .pareto import hypervolume, pareto_mask
+        from .pareto import pareto_mask
 
         acc_i = names.index("accuracy")
         rows = [t for t in trials if t.params]
@@ -290,9 +290,9 @@ class ScreenedSampler(optuna.samplers.BaseSampler):
         ref = obs.max(0) + 0.1 * span
         cost = np.stack(costs, axis=1)  # (candidates, costs)
         if len(names) == 2:
-            gains = _gain_2d(front, ref, -acc, cost[:, 0], acc_i)
+            gains = gain_2d(front, ref, -acc, cost[:, 0], acc_i)
         else:
-            gains = _gain_any(front, ref, -acc, cost, acc_i, hypervolume)
+            gains = gain_any(front, ref, -acc, cost, acc_i)
         ehvi = gains.mean(0)
         if ehvi.max() > 0:
             return int(np.argmax(ehvi))

@@ -14,9 +14,10 @@ from optuna.trial import TrialState, create_trial
 
 import spaces
 from evaluators.cost import count_macs, count_params
+from search.hv_gain import gain_2d
 from search.pareto import hypervolume, pareto_mask
 from search.sampling import SAMPLERS, make_sampler, population_for, startup_for
-from search.sampling_screen import ScreenedSampler, _accuracy_targets, _gain_2d
+from search.sampling_screen import ScreenedSampler, _accuracy_targets, _key
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -131,7 +132,7 @@ def test_single_moves_around_the_front_and_the_baselines_no_searched_trial_beats
         study.tell(trial, [acc, macs])
     done = study.get_trials(states=(TrialState.COMPLETE,))
     cands = sampler._candidates(np.random.default_rng(0), done, study.directions,
-                                {tuple(sorted((k, repr(v)) for k, v in t.params.items())) for t in done})
+                                {_key(t.params) for t in done})
 
     def single_moves(p):
         return sum(set(c) == set(p) and sum(c[k] != p[k] for k in p) == 1 for c in cands)
@@ -148,7 +149,7 @@ def test_gain_2d_is_the_hypervolume_difference():
     ref = np.array([1.1, 1.2])
     neg_acc = rng.random((4, 9)) * 1.4 - 0.2
     cost = rng.random(9) * 1.4
-    gains = _gain_2d(front, ref, neg_acc, cost, acc_i=0)
+    gains = gain_2d(front, ref, neg_acc, cost, acc_i=0)
     for t in range(4):
         for c in range(9):
             expect = hypervolume(np.vstack([front, [neg_acc[t, c], cost[c]]]), ref) - hypervolume(front, ref)
