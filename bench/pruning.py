@@ -5,6 +5,12 @@ front member of the unpruned run would have been pruned by the rules (replayed o
 unpruned run's history: the trials completed before it, its own figures and learning curve).
 
     python bench/pruning.py [--quick] [--budget SECONDS]
+    python bench/pruning.py --audit RUN_DIR [RUN_DIR ...]
+
+``--audit`` replays the at-epoch rule over a finished run's completed trials, each against
+all the others (their full curves are known): how often it stops a trial, and how often the
+member it names does not dominate that trial at the end (the rule was wrong), for the
+product's rule (the completed trials' median gain granted) and for epoch-e accuracies alone.
 """
 
 from __future__ import annotations
@@ -45,14 +51,58 @@ def wrongly_pruned(study) -> list[str]:
     return out
 
 
+def audit(study, gain_quantile: float | None) -> tuple[int, int, int]:
+    """(completed trials, trials the at-epoch rule stops when judged against all the other
+    completed ones, stops where the member named does not dominate the trial at the end)."""
+    from search.pruning import FrontPruner, Member
+
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state.name == "COMPLETE" and t.user_attrs.get("repeat_of") is None]
+    stopped = wrong = 0
+    for t in done:
+        others = [Member(s.number, s.user_attrs) for s in done if s is not t]
+        pr = FrontPruner(["accuracy", "latency"], others, gain_quantile=gain_quantile)
+        curve = t.user_attrs.get("acc_epochs") or []
+        hit = next((h for e in range(1, len(curve))
+                    if (h := pr.stopper({**t.user_attrs, "acc_epochs": curve[:e]}, e))), None)
+        if hit is None:
+            continue
+        m = hit[0]
+        stopped += 1
+        lat = float(m.get("latency_ms"))
+        if not (m.get("accuracy") >= t.values[0] and lat <= t.values[1]
+                and (m.get("accuracy") > t.values[0] or lat < t.values[1])):
+            wrong += 1
+    return len(done), stopped, wrong
+
+
+def print_audit(paths: list[str]) -> None:
+    from search.pruning import GAIN_QUANTILE
+
+    for path in paths:
+        try:
+            study, _ = load(Path(path))
+        except Exception as err:  # not a run folder: one line, the others still audited
+            print(f"error: {path}: {err}")
+            continue
+        for label, q in ((f"median gain (q {GAIN_QUANTILE})", GAIN_QUANTILE), ("epoch accuracies alone", None)):
+            n, stopped, wrong = audit(study, q)
+            print(f"{path}: {label:>26}: stops {stopped} of {n} completed trials; "
+                  f"the member named does not dominate {wrong} of them at the end")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="60 s budget, 2 epochs on 400 examples")
     p.add_argument("--budget", type=float, default=None, help="wall-time budget per run, seconds")
     p.add_argument("--space", default="igc")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--audit", nargs="+", metavar="RUN_DIR", help="replay the at-epoch rule over finished runs")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.audit:
+        print_audit(args.audit)
+        return
     from search.pareto import hypervolume
 
     budget = args.budget or (60 if args.quick else 600)

@@ -10,11 +10,17 @@ Two rules, both judged against the trials already completed in the study:
    spread), the candidate cannot reach the front and is skipped. When an objective is unknown
    before training (latency of a learned op) the rule cannot decide and keeps the candidate.
 2. **During training** (``FrontPruner.at_epoch``): at epoch ``e < E`` the candidate is stopped
-   when its validation accuracy is more than ``margin`` below the epoch-``e`` accuracy of a
-   current front member of comparable cost -- one no worse in every cost objective (its
-   latency at most the candidate's plus the candidate's spread; MACs stand in for latency when
-   the candidate's latency is only known after condensing). Such a member is on course to
-   dominate the candidate.
+   when, even after gaining from epoch ``e`` to the end as much as the typical completed trial
+   did, its accuracy would stay more than ``margin`` below the last-epoch accuracy of a current
+   front member of comparable cost -- one no worse in every cost objective (its latency at most
+   the candidate's plus the candidate's spread; MACs stand in for latency when the candidate's
+   latency is only known after condensing). Such a member is on course to dominate it. The
+   gain granted is the larger of the member's own gain from epoch ``e`` and the
+   ``gain_quantile`` (median) of the gains of every completed trial that trained past ``e``
+   (when at least ``MIN_CURVES`` did). Comparing epoch-``e`` accuracies alone (the member's own
+   gain) misjudges nets whose curves differ in shape: a depthwise net that learns fast and
+   plateaus stops slower starters that end above it (``bench/pruning.py --audit`` replays both
+   rules over a finished run). The rule is never stricter than that comparison.
 
 A pruned trial keeps its figures and intermediate accuracies; its reason says which rule and
 which trial.
@@ -25,10 +31,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
+
 from .objectives import OBJECTIVES, to_min, values
 from .pareto import pareto_mask
 
-__all__ = ["Pruned", "Member", "FrontPruner", "front_of"]
+__all__ = ["Pruned", "Member", "FrontPruner", "front_of", "GAIN_QUANTILE", "MIN_CURVES"]
 
 
 class Pruned(Exception):
@@ -41,6 +49,8 @@ class Pruned(Exception):
 
 
 COST_KEYS = {name: o.key for name, o in OBJECTIVES.items() if name != "accuracy"}
+GAIN_QUANTILE = 0.5   # the gain from epoch e to the end granted to a candidate: the completed trials' median
+MIN_CURVES = 3        # completed trials past epoch e needed before their gains are used
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,16 @@ class FrontPruner:
     """The two rules above for one trial; ``report`` is ``evaluate_arch``'s hook."""
 
     def __init__(self, objectives: Sequence[str], completed: Sequence[Member], enabled: bool = True,
-                 margin: float = 0.01) -> None:
+                 margin: float = 0.01, gain_quantile: float | None = GAIN_QUANTILE) -> None:
+        """``completed``: every completed trial (the gains come from all of them, not only the
+        front); ``gain_quantile`` None compares epoch-e accuracies alone (the member's own gain)."""
         self.objectives = list(objectives)
         self.completed = [m for m in completed if m.get("accuracy") is not None]
         self.enabled = enabled and "accuracy" in self.objectives and len(self.objectives) > 1
         self.margin = margin
+        self.gain_quantile = gain_quantile
         self._front: list[Member] | None = None
+        self._gains: dict[int, float | None] = {}
 
     @property
     def front(self) -> list[Member]:
@@ -137,16 +151,38 @@ class FrontPruner:
         """Reason to stop the candidate after ``epoch`` (1-based), or None."""
         if not self.enabled:
             return None
-        acc = fig["acc_epochs"][epoch - 1]
+        hit = self.stopper(fig, epoch)
+        if hit is None:
+            return None
+        m, gain = hit
+        acc, curve = float(fig["acc_epochs"][epoch - 1]), m.get("acc_epochs")
+        return (f"stopped at epoch {epoch}: accuracy {acc:.4f} + a gain of {gain:.4f} to the end "
+                f"< {float(curve[-1]):.4f} - {self.margin}, front member trial {m.number}'s last epoch "
+                f"(at epoch {epoch} it had {float(curve[epoch - 1]):.4f}), at no higher cost")
+
+    def stopper(self, fig: dict[str, Any], epoch: int) -> tuple[Member, float] | None:
+        """(the front member on course to dominate the candidate, the gain granted to it), or None."""
+        acc = float(fig["acc_epochs"][epoch - 1])
+        typical = self.typical_gain(epoch)
         for m in self.front:
             curve = m.get("acc_epochs") or []
             if len(curve) < epoch or not self._comparable(m, fig):
                 continue
-            if acc < float(curve[epoch - 1]) - self.margin:
-                return (f"stopped at epoch {epoch}: accuracy {acc:.4f} < {float(curve[epoch - 1]):.4f} "
-                        f"- {self.margin} of front member trial {m.number} at the same epoch and "
-                        "no higher cost")
+            final = float(curve[-1])  # the curve's own scale (val split), not the trial's extra-scored accuracy
+            gain = max(final - float(curve[epoch - 1]), typical if typical is not None else -1.0)
+            if acc + gain < final - self.margin:
+                return m, gain
         return None
+
+    def typical_gain(self, epoch: int) -> float | None:
+        """The ``gain_quantile`` of (last-epoch - epoch-``epoch``) accuracy over the completed
+        trials that trained past ``epoch``; None with fewer than ``MIN_CURVES`` of them."""
+        if epoch not in self._gains:
+            gains = [float(c[-1]) - float(c[epoch - 1]) for m in self.completed
+                     if len(c := (m.get("acc_epochs") or [])) > epoch]
+            self._gains[epoch] = None if self.gain_quantile is None or len(gains) < MIN_CURVES else \
+                float(np.quantile(gains, self.gain_quantile))
+        return self._gains[epoch]
 
     def report(self, stage: str, figures: dict[str, Any]) -> None:
         """``evaluate_arch`` hook: raise ``Pruned`` when a rule fires."""

@@ -237,7 +237,7 @@ def test_searcher_reuses_a_repeated_arch() -> None:
     t = s.study.get_trials(deepcopy=False)[1]
     assert t.state.name == "COMPLETE" and t.values == [0.5, 1.25] and t.user_attrs["repeat_of"] == 0
     assert t.user_attrs["params"] == 7
-    # the front handed to the next trial's pruner holds the completed trial's figures
+    # the completed trials handed to the next trial's pruner hold the completed trial's figures
     third = s.suggest("c")
     assert [m[0] for m in third[META]["members"]] == [0]
     assert third[META]["members"][0][1]["params"] == 7
@@ -251,3 +251,16 @@ def test_bad_ray_options(tmp_path: Path) -> None:
               *TINY, "--out", str(tmp_path), "--name", "bad", timeout=120)
     assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
     assert "cannot join the Ray cluster" in res.stderr
+
+
+def test_searcher_hands_the_pruner_every_completed_trial_not_only_the_front() -> None:
+    """The at-epoch rule takes its typical gain from every completed curve (search.pruning)."""
+    from search.backends.ray_backend import META
+
+    s = _searcher()
+    s.suggest("a"), s.suggest("b")
+    s.on_trial_complete("a", _final("complete", accuracy=0.9, latency_ms=1.0, acc_epochs=[0.7, 0.9]))
+    s.on_trial_complete("b", _final("complete", accuracy=0.8, latency_ms=2.0, acc_epochs=[0.6, 0.8]))  # dominated
+    assert _front(s.study.get_trials(deepcopy=False)) == {0}
+    third = s.suggest("c")
+    assert sorted(m[0] for m in third[META]["members"]) == [0, 1]

@@ -4,7 +4,7 @@ The space is the define-by-run ``space.sample(trial)``; the baselines are the st
 trials (``search.study.enqueue_baselines``), which ``study.ask()`` hands out first. On
 ``suggest`` it records the Arch (``search.trials.record_arch``) and the driver's ``host:pid``,
 detects an Arch already evaluated (``repeat_of``: not trained again) and hands the trainable
-the current front for ``search.pruning.FrontPruner``. On ``on_trial_complete`` it tells the
+the completed trials for ``search.pruning.FrontPruner``. On ``on_trial_complete`` it tells the
 study COMPLETE, PRUNED (also a trial cut by ASHA) or FAIL through ``search.trials``; the study
 is the single source of truth, ``search.report`` and ``search.export`` read it unchanged.
 """
@@ -89,7 +89,7 @@ class StudySearch(StudyOptunaSearch):
                 elif ot_trial.user_attrs.get("baseline"):
                     meta["baseline"] = True  # evaluated in full: the front is judged against it
                 elif self.prune:
-                    meta["members"] = [[m.number, m.figures] for m in front_members(done, self.objectives)]
+                    meta["members"] = [[m.number, m.figures] for m in front_members(done)]  # all: their gains count
             except Exception as err:
                 error = f"{type(err).__name__}: {err}"[:2000]
         if error is not None:
