@@ -54,6 +54,7 @@ def wrongly_pruned(study) -> list[str]:
 def audit(study, gain_quantile: float | None) -> tuple[int, int, int]:
     """(completed trials, trials the at-epoch rule stops when judged against all the other
     completed ones, stops where the member named does not dominate the trial at the end)."""
+    from search.pareto import dominates
     from search.pruning import FrontPruner, Member
 
     done = [t for t in study.get_trials(deepcopy=False)
@@ -69,10 +70,7 @@ def audit(study, gain_quantile: float | None) -> tuple[int, int, int]:
             continue
         m = hit[0]
         stopped += 1
-        lat = float(m.get("latency_ms"))
-        if not (m.get("accuracy") >= t.values[0] and lat <= t.values[1]
-                and (m.get("accuracy") > t.values[0] or lat < t.values[1])):
-            wrong += 1
+        wrong += not dominates((-float(m.get("accuracy")), float(m.get("latency_ms"))), (-t.values[0], t.values[1]))
     return len(done), stopped, wrong
 
 
